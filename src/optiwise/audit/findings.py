@@ -1,0 +1,306 @@
+"""Findings and their stable codes, shared by the runtime audit and the script linter.
+
+A code names one known mistake whatever finds it: the runtime audit (live objects) and the
+linter (source code) report the same code for the same mistake, possibly with different
+severities (a linter sees less than a live object).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Literal
+
+__all__ = ["CODES", "Finding", "Rule", "Severity", "rule", "sort_findings"]
+
+
+class Severity(str, enum.Enum):
+    """How bad a finding is; ordered from worst to mildest."""
+
+    CRITICAL = "critical"  # training is broken or silently wrong
+    MAJOR = "major"  # training works but a well-known, large loss in quality or speed
+    MEDIUM = "medium"  # a likely loss; worth changing
+    LOW = "low"  # a small, cheap improvement
+    INFO = "info"  # worth knowing; not necessarily wrong
+
+    @property
+    def rank(self) -> int:
+        """0 for critical ... 4 for info."""
+        return list(Severity).index(self)
+
+    def at_least(self, other: Severity) -> bool:
+        """Whether this severity is as bad as ``other`` or worse."""
+        return self.rank <= other.rank
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A known mistake: stable code, short name, default severity, what to do, and why."""
+
+    code: str
+    name: str
+    severity: Severity
+    summary: str
+    fix: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One occurrence of a :class:`Rule` (in a live setup, or at a place in a file)."""
+
+    code: str
+    severity: Severity
+    message: str
+    fix: str
+    why: str
+    path: str | None = None
+    line: int | None = None
+    col: int | None = None
+    fixable: Literal["safe", "unsafe"] | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The rule's short name."""
+        return CODES[self.code].name if self.code in CODES else self.code
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (JSON-ready)."""
+        out = asdict(self)
+        out["severity"] = self.severity.value
+        out["name"] = self.name
+        out["data"] = dict(self.data)
+        return out
+
+    def located(self, path: str, line: int, col: int) -> Finding:
+        """This finding at a position in a file."""
+        return replace(self, path=path, line=line, col=col)
+
+
+def _r(code: str, name: str, severity: Severity, summary: str, fix: str, why: str) -> Rule:
+    return Rule(code, name, severity, summary, fix, why)
+
+
+S = Severity
+_CODES: dict[str, Rule] = {
+    r.code: r
+    for r in (
+        # OW1xx: choice of optimizer
+        _r(
+            "OW101",
+            "adam-coupled-weight-decay",
+            S.MAJOR,
+            "Adam-family optimizer with weight_decay > 0 (coupled L2, not weight decay)",
+            "use AdamW (decoupled weight decay) with the same weight_decay",
+            "Adam adds wd*w to the gradient, which the adaptive denominator then rescales: "
+            "parameters with large gradients are barely regularized (Loshchilov & Hutter 2019)",
+        ),
+        _r(
+            "OW102",
+            "sgd-without-nesterov",
+            S.LOW,
+            "SGD with momentum but without Nesterov",
+            "pass nesterov=True",
+            "Nesterov momentum costs nothing and is never worse, often slightly better "
+            "(Sutskever et al. 2013)",
+        ),
+        _r(
+            "OW103",
+            "adam-on-transformer",
+            S.MEDIUM,
+            "Adam instead of AdamW on a transformer",
+            "use AdamW with weight_decay 0.01 (language) or 0.05-0.3 (vision)",
+            "every reference transformer recipe (BERT, GPT, ViT) uses decoupled weight decay",
+        ),
+        _r(
+            "OW104",
+            "large-batch-without-layerwise",
+            S.MEDIUM,
+            "very large batch without a layer-wise adaptive optimizer",
+            "use LARS (vision) or LAMB (transformers) with warmup",
+            "above ~8k samples per step SGD/Adam lose accuracy even with LR scaling "
+            "(You et al. 2017, 2020)",
+        ),
+        _r(
+            "OW105",
+            "sgd-without-momentum",
+            S.MEDIUM,
+            "SGD without momentum on a deep network",
+            "use momentum=0.9, nesterov=True",
+            "momentum accelerates the ill-conditioned directions of deep-network losses; plain "
+            "SGD converges much more slowly (Sutskever et al. 2013)",
+        ),
+        # OW2xx: learning rate and batch size
+        _r(
+            "OW201",
+            "lr-out-of-range",
+            S.MAJOR,
+            "learning rate far outside the optimizer's typical range",
+            "use an LR within the optimizer's range (optiwise list), or run the LR range test",
+            "LRs are not portable between optimizers: an SGD LR of 0.1 makes Adam diverge, an "
+            "Adam LR of 1e-3 makes SGD crawl",
+        ),
+        _r(
+            "OW202",
+            "lr-not-scaled-for-batch",
+            S.MEDIUM,
+            "learning rate not scaled for the batch size",
+            "scale the LR from its reference batch (linear for SGD/LARS, square root for "
+            "Adam-family)",
+            "the gradient noise, and so the best LR, changes with the batch size "
+            "(Goyal et al. 2017; Malladi et al. 2022)",
+        ),
+        # OW3xx: schedules
+        _r(
+            "OW301",
+            "transformer-without-warmup",
+            S.MAJOR,
+            "transformer trained without LR warmup",
+            "add a linear warmup (1-10% of the steps) before the decay",
+            "without warmup, Adam's early updates on transformers are too large and training "
+            "diverges or lands worse (Liu et al. 2020; Xiong et al. 2020)",
+        ),
+        _r(
+            "OW302",
+            "cyclic-total-steps-mismatch",
+            S.MAJOR,
+            "OneCycleLR/cyclic schedule whose length does not match the run",
+            "set total_steps = epochs * steps_per_epoch (optimizer steps, after accumulation)",
+            "a cycle shorter than the run raises mid-training; a longer one never anneals",
+        ),
+        _r(
+            "OW303",
+            "scheduler-step-granularity",
+            S.CRITICAL,
+            "per-batch scheduler stepped once per epoch (or the reverse)",
+            "step OneCycleLR/CyclicLR and warmup schedules after every optimizer step; step "
+            "epoch-based schedules once per epoch",
+            "a per-batch schedule stepped per epoch stays in warmup for the whole run",
+        ),
+        _r(
+            "OW304",
+            "scheduler-before-optimizer",
+            S.MAJOR,
+            "scheduler.step() called before optimizer.step()",
+            "call optimizer.step() first, then scheduler.step()",
+            "since PyTorch 1.1 this skips the first value of the schedule",
+        ),
+        _r(
+            "OW305",
+            "plateau-without-metric",
+            S.CRITICAL,
+            "ReduceLROnPlateau.step() called without a metric",
+            "pass the monitored value: scheduler.step(val_loss)",
+            "ReduceLROnPlateau decides on the metric; without it the call fails",
+        ),
+        _r(
+            "OW306",
+            "large-batch-without-warmup",
+            S.MAJOR,
+            "large batch with a scaled LR and no warmup",
+            "add a linear warmup (about 5 epochs at ImageNet scale)",
+            "a linearly scaled LR is unstable in the first steps (Goyal et al. 2017)",
+        ),
+        # OW4xx: parameter groups
+        _r(
+            "OW401",
+            "decay-on-bias-norm-embedding",
+            S.MEDIUM,
+            "weight decay applied to biases, normalization or embedding parameters",
+            "use optiwise.param_groups(model, weight_decay) to exempt them",
+            "decaying norm scales and biases fights the normalization and costs accuracy "
+            "(Goyal et al. 2017; BERT; timm)",
+        ),
+        # OW5xx: the training step
+        _r(
+            "OW501",
+            "missing-zero-grad",
+            S.CRITICAL,
+            "gradients never cleared in the training loop",
+            "call optimizer.zero_grad(set_to_none=True) once per optimizer step",
+            "gradients accumulate across iterations, so every step uses the sum of all past "
+            "gradients",
+        ),
+        _r(
+            "OW502",
+            "clip-before-unscale",
+            S.MAJOR,
+            "gradient clipping before scaler.unscale_() in a mixed-precision loop",
+            "call scaler.unscale_(optimizer) before clipping",
+            "the gradients are still multiplied by the loss scale, so the clip threshold is "
+            "meaningless",
+        ),
+        # OW6xx: numerics
+        _r(
+            "OW601",
+            "fp16-eps-too-small",
+            S.MAJOR,
+            "Adam-family eps below 1e-7 with fp16",
+            "use eps >= 1e-7 (1e-6 is common), or keep optimizer state in fp32",
+            "fp16 cannot represent 1e-8: eps rounds to 0 and the update can divide by zero",
+        ),
+        # OW7xx: checkpoints and resume
+        _r(
+            "OW701",
+            "resume-without-optimizer-state",
+            S.MAJOR,
+            "resumed run restores the model but not the optimizer state",
+            "save and load optimizer.state_dict() (and the scheduler's) with the model",
+            "Adam moments and momentum buffers restart from zero: the first steps after resume "
+            "are uncalibrated and the run is not reproducible",
+        ),
+        _r(
+            "OW702",
+            "resume-without-scheduler-state",
+            S.MEDIUM,
+            "resumed run restores the optimizer but not the scheduler",
+            "save and load scheduler.state_dict()",
+            "the schedule restarts (e.g. warmup again) instead of continuing",
+        ),
+        # OW9xx: the linter itself
+        _r(
+            "OW900",
+            "file-error",
+            S.CRITICAL,
+            "file could not be checked",
+            "fix the file (syntax, encoding, permissions) or exclude it",
+            "an unreadable file hides its findings",
+        ),
+    )
+}
+CODES: Mapping[str, Rule] = MappingProxyType(_CODES)
+
+
+def rule(code: str) -> Rule:
+    """The :class:`Rule` for ``code``."""
+    try:
+        return _CODES[code]
+    except KeyError:
+        raise ValueError(
+            f"Unknown finding code {code!r}; known: {', '.join(sorted(_CODES))}"
+        ) from None
+
+
+def make_finding(
+    code: str, message: str | None = None, *, severity: Severity | None = None, **kwargs: Any
+) -> Finding:
+    """A :class:`Finding` of rule ``code`` with the rule's texts as defaults."""
+    r = rule(code)
+    return Finding(
+        code=code,
+        severity=severity or r.severity,
+        message=message or r.summary,
+        fix=kwargs.pop("fix", r.fix),
+        why=kwargs.pop("why", r.why),
+        **kwargs,
+    )
+
+
+def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
+    """Sorted by path, line, column, then severity and code."""
+    return sorted(
+        findings, key=lambda f: (f.path or "", f.line or 0, f.col or 0, f.severity.rank, f.code)
+    )

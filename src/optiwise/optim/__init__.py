@@ -1,0 +1,23 @@
+"""Optimizers torch.optim lacks, and the registry over them and torch's own."""
+
+from optiwise.optim.registry import (
+    OptimizerSpec,
+    RegistryEntry,
+    canonical_name,
+    create_optimizer,
+    get_spec,
+    list_optimizers,
+    register_optimizer,
+    resolve_optimizer,
+)
+
+__all__ = [
+    "OptimizerSpec",
+    "RegistryEntry",
+    "canonical_name",
+    "create_optimizer",
+    "get_spec",
+    "list_optimizers",
+    "register_optimizer",
+    "resolve_optimizer",
+]

@@ -1,0 +1,454 @@
+"""One registry over torch.optim's optimizers and optiwise's own.
+
+``create_optimizer(name, model_or_params, lr=None, weight_decay=None, **hp)`` resolves a
+case-insensitive name or alias, fills every hyperparameter the caller left out from
+:mod:`optiwise.knowledge` (for the given task family and batch size), builds parameter groups
+when given a model, prefers torch's fused kernels where torch has them, and records what it
+filled and why (:func:`get_spec`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+from optiwise import knowledge
+from optiwise.knowledge import Fact
+from optiwise.params import NoDecayRule, iter_trainable, param_groups
+
+__all__ = [
+    "OptimizerSpec",
+    "RegistryEntry",
+    "canonical_name",
+    "create_optimizer",
+    "get_spec",
+    "list_optimizers",
+    "register_optimizer",
+    "resolve_optimizer",
+    "validate_hparams",
+]
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """How to build one registered optimizer.
+
+    Attributes
+    ----------
+    name:
+        Canonical name; also the key of its facts in :mod:`optiwise.knowledge`.
+    factory:
+        Called as ``factory(params, **hparams)``; usually the optimizer class.
+    aliases:
+        Other accepted names (matched case-insensitively, ``-`` and ``_`` alike).
+    fixed:
+        Hyperparameters the name itself pins (``sgd_plain`` pins ``momentum=0``).
+    fused:
+        Whether the factory accepts ``fused=True`` (torch's single-kernel step).
+    """
+
+    name: str
+    factory: Callable[..., Optimizer]
+    aliases: tuple[str, ...] = ()
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    fused: bool = False
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """A resolved optimizer configuration: what will be (or was) built, and why.
+
+    Attributes
+    ----------
+    name:
+        Canonical registry name.
+    task:
+        Task family whose defaults were used.
+    hparams:
+        Every keyword passed to the constructor (``params`` excluded).
+    filled:
+        The hyperparameters optiwise chose, each with its reason.
+    given:
+        Names of the hyperparameters the caller set.
+    """
+
+    name: str
+    task: str
+    hparams: Mapping[str, Any]
+    filled: Mapping[str, Fact[Any]]
+    given: tuple[str, ...]
+
+    def explain(self) -> str:
+        """One line per hyperparameter: value and where it came from."""
+        lines = [f"{knowledge.get_info(self.name).display} ({self.name}), task {self.task}:"]
+        for key, value in self.hparams.items():
+            if key in self.filled:
+                lines.append(f"  {key} = {value!r}  -- {self.filled[key].reason}")
+            else:
+                lines.append(f"  {key} = {value!r}  -- given")
+        return "\n".join(lines)
+
+
+_ENTRIES: dict[str, RegistryEntry] = {}
+_LOOKUP: dict[str, str] = {}
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def register_optimizer(entry: RegistryEntry) -> None:
+    """Register ``entry`` under its name and aliases.
+
+    Its facts must already be in :mod:`optiwise.knowledge` under ``entry.name``.
+    """
+    knowledge.get_info(entry.name)  # raises when the facts are missing
+    for alias in (entry.name, *entry.aliases):
+        key = _norm(alias)
+        owner = _LOOKUP.get(key)
+        if owner is not None and owner != entry.name:
+            raise ValueError(f"optimizer alias {alias!r} already names {owner!r}")
+        _LOOKUP[key] = entry.name
+    _ENTRIES[entry.name] = entry
+
+
+def _names_for_hint() -> list[str]:
+    return sorted(_LOOKUP)
+
+
+def canonical_name(name: str) -> str:
+    """The canonical registry name for ``name`` (case-insensitive, aliases allowed).
+
+    Raises a ValueError listing the closest names when ``name`` is unknown.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"optimizer name must be a string, got {type(name).__name__}")
+    try:
+        return _LOOKUP[_norm(name)]
+    except KeyError:
+        raise knowledge._unknown("optimizer", name, _names_for_hint()) from None
+
+
+def list_optimizers() -> list[str]:
+    """Canonical names of every registered optimizer, sorted."""
+    return sorted(_ENTRIES)
+
+
+def get_entry(name: str) -> RegistryEntry:
+    """The :class:`RegistryEntry` for ``name`` (any accepted spelling)."""
+    return _ENTRIES[canonical_name(name)]
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _check_unit(label: str, value: Any) -> None:
+    if not _is_number(value) or not 0.0 <= value < 1.0:
+        raise ValueError(f"Invalid {label}: {value!r} (must be in [0, 1))")
+
+
+def validate_hparams(hparams: Mapping[str, Any]) -> None:
+    """Check the common hyperparameters, raising a ValueError naming the value and range.
+
+    ``lr`` > 0 (a 0-dim tensor is allowed), ``betas`` two values in [0, 1), ``momentum``
+    and ``alpha`` in [0, 1), ``weight_decay`` >= 0, ``eps`` >= 0.
+    """
+    if "lr" in hparams:
+        lr = hparams["lr"]
+        if isinstance(lr, torch.Tensor):
+            if lr.numel() != 1:
+                raise ValueError(
+                    f"Invalid learning rate: a tensor LR must have one element, "
+                    f"got shape {tuple(lr.shape)}"
+                )
+            lr = lr.item()
+        if not _is_number(lr) or not math.isfinite(lr) or lr <= 0:
+            raise ValueError(
+                f"Invalid learning rate: {hparams['lr']!r} (must be a finite number > 0)"
+            )
+    if "betas" in hparams:
+        betas = hparams["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(
+                f"Invalid betas: {betas!r} (must be a pair (beta1, beta2), each in [0, 1))"
+            )
+        for i, b in enumerate(betas):
+            _check_unit(f"beta parameter at index {i}", b)
+    for key in ("momentum", "alpha"):
+        if key in hparams:
+            _check_unit(key, hparams[key])
+    if "weight_decay" in hparams:
+        wd = hparams["weight_decay"]
+        if not _is_number(wd) or not math.isfinite(wd) or wd < 0:
+            raise ValueError(f"Invalid weight_decay value: {wd!r} (must be a finite number >= 0)")
+    if "eps" in hparams:
+        eps = hparams["eps"]
+        values = eps if isinstance(eps, (tuple, list)) else (eps,)
+        for e in values:
+            if e is not None and (not _is_number(e) or not math.isfinite(e) or e < 0):
+                raise ValueError(f"Invalid epsilon value: {eps!r} (must be >= 0)")
+
+
+def _accepted_kwargs(factory: Callable[..., Any]) -> set[str] | None:
+    """Keyword names the factory accepts, or None when it takes ``**kwargs``."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    params = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return {n for n in params if n not in ("self", "params")}
+
+
+# --------------------------------------------------------------------------------------------
+# Resolution and construction
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_optimizer(
+    name: str,
+    *,
+    task: str | None = None,
+    batch_size: int | None = None,
+    lr: float | torch.Tensor | None = None,
+    weight_decay: float | None = None,
+    **hp: Any,
+) -> OptimizerSpec:
+    """Resolve ``name`` and fill unspecified hyperparameters from :mod:`optiwise.knowledge`.
+
+    Parameters
+    ----------
+    name:
+        Registry name or alias, case-insensitive.
+    task:
+        Task family whose defaults to use (see ``knowledge.TASKS``); ``None`` is general.
+    batch_size:
+        When given and ``lr`` is not, the knowledge LR (tuned at the reference batch) is
+        scaled with the optimizer's batch-scaling rule.
+    lr, weight_decay, **hp:
+        Hyperparameters set by the caller; they always win over the defaults.
+    """
+    canonical = canonical_name(name)
+    entry = _ENTRIES[canonical]
+    info = knowledge.get_info(canonical)
+    dflt = knowledge.defaults(canonical, task)
+
+    given: dict[str, Any] = dict(hp)
+    if lr is not None:
+        given["lr"] = lr
+    if weight_decay is not None:
+        given["weight_decay"] = weight_decay
+    for key, value in entry.fixed.items():
+        if key in given and given[key] != value:
+            raise ValueError(
+                f"{name!r} fixes {key}={value!r} but {key}={given[key]!r} was given; "
+                f"use another variant (e.g. 'sgd' or 'sgd_momentum') to set {key}"
+            )
+    accepted = _accepted_kwargs(entry.factory)
+    if accepted is not None:
+        unknown = sorted(set(given) - accepted)
+        if unknown:
+            raise ValueError(
+                f"{info.display} does not take {', '.join(unknown)}; accepted: "
+                f"{', '.join(sorted(accepted))}"
+            )
+
+    hparams: dict[str, Any] = {}
+    filled: dict[str, Fact[Any]] = {}
+    for key, fact in dflt.hparams.items():
+        if key in given:
+            continue
+        if key == "lr" and batch_size is not None:
+            ref = dflt.reference_batch.value
+            rule = info.batch_scaling.value
+            scaled = knowledge.scale_lr(fact.value, batch_size, ref, rule)
+            reason = fact.reason
+            if batch_size != ref and rule != "none":
+                reason = (
+                    f"{fact.value:g} at batch {ref}, scaled by the {rule} rule to "
+                    f"batch {batch_size} ({info.batch_scaling.reason}); {fact.reason}"
+                )
+            filled[key] = Fact(scaled, reason)
+        else:
+            filled[key] = fact
+    for key, value in entry.fixed.items():
+        filled[key] = Fact(value, f"the name {canonical!r} pins {key}={value!r}")
+    # Nesterov needs momentum: never fill nesterov=True on top of a given momentum of 0.
+    momentum = given.get("momentum", filled["momentum"].value if "momentum" in filled else None)
+    if "nesterov" in filled and filled["nesterov"].value and not momentum:
+        filled["nesterov"] = Fact(False, "Nesterov needs momentum > 0")
+
+    for key in (*dflt.hparams, *given, *entry.fixed):
+        if key not in hparams:
+            hparams[key] = given[key] if key in given else filled[key].value
+    if accepted is not None:
+        for key in [k for k in hparams if k not in accepted]:
+            hparams.pop(key)
+            filled.pop(key, None)
+    validate_hparams(hparams)
+    return OptimizerSpec(
+        name=canonical,
+        task=dflt.task,
+        hparams=MappingProxyType(hparams),
+        filled=MappingProxyType(filled),
+        given=tuple(sorted(given)),
+    )
+
+
+def _fused_ok(params: list[Any]) -> bool:
+    supported = _get_fused_kernels_supported_devices()
+    tensors: list[torch.Tensor] = []
+    for item in params:
+        if isinstance(item, dict):
+            tensors.extend(item["params"])
+        else:
+            tensors.append(item)
+    if not tensors:
+        return False
+    device_types = {t.device.type for t in tensors}
+    return (
+        len(device_types) == 1
+        and device_types <= set(supported)
+        and all(torch.is_floating_point(t) and not t.is_sparse for t in tensors)
+    )
+
+
+def create_optimizer(
+    name: str,
+    model_or_params: nn.Module | Iterable[Any],
+    lr: float | torch.Tensor | None = None,
+    weight_decay: float | None = None,
+    *,
+    task: str | None = None,
+    batch_size: int | None = None,
+    no_decay: NoDecayRule = "auto",
+    layer_decay: float | None = None,
+    lr_mult: Mapping[str, float] | None = None,
+    group: bool = True,
+    **hp: Any,
+) -> Optimizer:
+    """Build a registered optimizer with knowledge-filled defaults.
+
+    Parameters
+    ----------
+    name:
+        Registry name or alias, case-insensitive (:func:`list_optimizers`).
+    model_or_params:
+        An ``nn.Module`` (parameter groups are built with :func:`optiwise.param_groups`
+        unless ``group=False``) or an iterable of tensors / param-group dicts.
+    lr, weight_decay, **hp:
+        Hyperparameters; anything left out is filled from :mod:`optiwise.knowledge`.
+    task:
+        Task family for the defaults, e.g. ``"language_transformer"``.
+    batch_size:
+        Scales the default LR from its reference batch (ignored when ``lr`` is given).
+    no_decay, layer_decay, lr_mult:
+        Passed to :func:`optiwise.param_groups` when a model is given.
+    group:
+        Build parameter groups from a model (default) or pass its trainable parameters as
+        one group.
+
+    Returns
+    -------
+    torch.optim.Optimizer
+        The optimizer; :func:`get_spec` returns what was filled and why.
+    """
+    spec = resolve_optimizer(
+        name, task=task, batch_size=batch_size, lr=lr, weight_decay=weight_decay, **hp
+    )
+    entry = _ENTRIES[spec.name]
+    if isinstance(model_or_params, nn.Module):
+        if group:
+            params: list[Any] = param_groups(
+                model_or_params,
+                float(spec.hparams.get("weight_decay", 0.0)),
+                no_decay=no_decay,
+                layer_decay=layer_decay,
+                lr_mult=lr_mult,
+                lr=float(spec.hparams["lr"]) if "lr" in spec.hparams else None,
+            )
+        else:
+            params = [p for p in model_or_params.parameters() if p.requires_grad]
+            if not params:
+                raise ValueError(
+                    f"{type(model_or_params).__name__} has no trainable "
+                    "parameters; unfreeze some with p.requires_grad_(True)"
+                )
+    else:
+        if layer_decay is not None or lr_mult:
+            raise ValueError(
+                "layer_decay and lr_mult need a model (an nn.Module), not a parameter list"
+            )
+        params = iter_trainable(model_or_params)
+
+    hparams = dict(spec.hparams)
+    filled = dict(spec.filled)
+    if entry.fused and not ({"fused", "foreach"} & set(hp)) and _fused_ok(params):
+        hparams["fused"] = True
+        filled["fused"] = Fact(
+            True, "torch's fused kernel updates each tensor in one pass over memory"
+        )
+    optimizer = entry.factory(params, **hparams)
+    spec = OptimizerSpec(
+        spec.name, spec.task, MappingProxyType(hparams), MappingProxyType(filled), spec.given
+    )
+    _attach_spec(optimizer, spec)
+    return optimizer
+
+
+def _attach_spec(optimizer: Optimizer, spec: OptimizerSpec) -> None:
+    optimizer._optiwise_spec = spec  # type: ignore[attr-defined]
+
+
+def get_spec(optimizer: Optimizer) -> OptimizerSpec | None:
+    """What :func:`create_optimizer` filled for ``optimizer`` and why (None if it was built
+    some other way)."""
+    return getattr(optimizer, "_optiwise_spec", None)
+
+
+# --------------------------------------------------------------------------------------------
+# torch.optim's own optimizers
+# --------------------------------------------------------------------------------------------
+
+register_optimizer(
+    RegistryEntry("sgd", torch.optim.SGD, aliases=("sgd_nesterov", "nesterov", "nag"), fused=True)
+)
+register_optimizer(
+    RegistryEntry(
+        "sgd_momentum",
+        torch.optim.SGD,
+        aliases=("momentum", "heavy_ball", "sgdm"),
+        fixed={"nesterov": False},
+        fused=True,
+    )
+)
+register_optimizer(
+    RegistryEntry(
+        "sgd_plain",
+        torch.optim.SGD,
+        aliases=("plain_sgd", "vanilla_sgd"),
+        fixed={"momentum": 0.0, "nesterov": False},
+        fused=True,
+    )
+)
+register_optimizer(RegistryEntry("adam", torch.optim.Adam, fused=True))
+register_optimizer(RegistryEntry("adamw", torch.optim.AdamW, aliases=("adam_w",), fused=True))
+register_optimizer(RegistryEntry("nadam", torch.optim.NAdam))
+register_optimizer(RegistryEntry("radam", torch.optim.RAdam))
+register_optimizer(RegistryEntry("adamax", torch.optim.Adamax))
+register_optimizer(RegistryEntry("rmsprop", torch.optim.RMSprop, aliases=("rms_prop",)))
+register_optimizer(RegistryEntry("adagrad", torch.optim.Adagrad, fused=True))
+register_optimizer(RegistryEntry("adafactor", torch.optim.Adafactor))

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import inspect
+import math
+
+import pytest
+
+from optiwise import knowledge
+from optiwise.knowledge import Fact
+from optiwise.optim.registry import get_entry, list_optimizers
+
+
+def all_facts(info: knowledge.OptimizerInfo) -> list[Fact]:
+    facts = [
+        info.family,
+        info.state_bytes,
+        info.batch_scaling,
+        info.warmup,
+        info.best_for,
+        *info.extra.values(),
+    ]
+    for setting in info.settings.values():
+        facts.extend(setting.hparams.values())
+        facts.extend(f for f in (setting.lr_range, setting.reference_batch) if f is not None)
+    return facts
+
+
+@pytest.mark.parametrize("name", list_optimizers())
+def test_every_registered_optimizer_is_described_with_reasons(name: str) -> None:
+    info = knowledge.get_info(name)
+    assert info.name == name
+    assert info.paper
+    for fact in all_facts(info):
+        assert isinstance(fact, Fact)
+        assert len(fact.reason) > 10, fact
+    assert info.batch_scaling.value in ("linear", "sqrt", "none")
+    assert info.state_bytes.value >= 0
+
+
+@pytest.mark.parametrize("name", list_optimizers())
+@pytest.mark.parametrize("task", knowledge.TASKS)
+def test_defaults_are_consistent(name: str, task: str) -> None:
+    d = knowledge.defaults(name, task)
+    lo, hi = d.lr_range.value
+    assert 0 < lo < hi
+    assert lo <= d.hparams["lr"].value <= hi, (name, task)
+    # every default is an argument the optimizer's constructor takes
+    factory = get_entry(name).factory
+    accepted = set(inspect.signature(factory.__init__).parameters)
+    assert set(d.hparams) <= accepted, set(d.hparams) - accepted
+    if "betas" in d.hparams:
+        assert all(0 <= b < 1 for b in d.hparams["betas"].value)
+    assert d.hparams.get("weight_decay", Fact(0.0, "")).value >= 0
+
+
+def value(name: str, key: str, task: str | None = None) -> object:
+    return knowledge.defaults(name, task).hparams[key].value
+
+
+def test_established_practice_values() -> None:
+    # SGD: 0.1 @ 256, momentum 0.9, Nesterov, wd 1e-4 (5e-4 small data)
+    assert value("sgd", "lr", "vision_cnn") == 0.1
+    assert knowledge.defaults("sgd", "vision_cnn").reference_batch.value == 256
+    assert value("sgd", "momentum") == 0.9 and value("sgd", "nesterov") is True
+    assert value("sgd", "weight_decay", "vision_cnn") == 1e-4
+    assert knowledge.get_info("sgd").extra["weight_decay_small_data"].value == 5e-4
+    # AdamW
+    assert value("adamw", "lr") == 1e-3 and value("adamw", "weight_decay") == 0.01
+    lang = knowledge.defaults("adamw", "language_transformer")
+    assert 1e-4 <= lang.hparams["lr"].value <= 5e-4
+    assert lang.hparams["eps"].value == 1e-6
+    assert 0.98 <= lang.hparams["betas"].value[1] <= 0.999
+    vit = knowledge.defaults("adamw", "vision_transformer")
+    assert 1e-3 <= vit.hparams["lr"].value <= 3e-3
+    assert 0.05 <= vit.hparams["weight_decay"].value <= 0.3
+    # Adam has no weight decay; RL and GAN settings
+    for task in knowledge.TASKS:
+        assert value("adam", "weight_decay", task) == 0.0
+    assert value("adam", "lr", "rl_policy") == 3e-4
+    assert value("adamw", "weight_decay", "rl_policy") == 0.0
+    assert value("adam", "lr", "gan") == 2e-4 and value("adam", "betas", "gan") == (0.5, 0.999)
+    # RMSprop, Adagrad
+    assert value("rmsprop", "lr") == 1e-3 and value("rmsprop", "alpha") == 0.99
+    assert value("adagrad", "lr") == 1e-2
+    # scaling rules and state
+    assert knowledge.get_info("sgd").batch_scaling.value == "linear"
+    assert knowledge.get_info("adamw").batch_scaling.value == "sqrt"
+    assert knowledge.get_info("adamw").state_bytes.value == 8
+    assert knowledge.get_info("sgd").state_bytes.value == 4
+    assert knowledge.LARGE_BATCH.value == 8192
+
+
+def test_task_override_falls_back_to_general() -> None:
+    d = knowledge.defaults("adamw", "vision_cnn")
+    assert d.hparams["weight_decay"].value == 0.05
+    assert d.hparams["lr"] is knowledge.defaults("adamw").hparams["lr"]
+    assert d.lr_range is knowledge.lr_range("adamw")
+
+
+def test_scale_lr() -> None:
+    assert knowledge.scale_lr(0.1, 64, 256, "linear") == pytest.approx(0.025)
+    assert knowledge.scale_lr(1e-3, 1024, 256, "sqrt") == pytest.approx(2e-3)
+    assert knowledge.scale_lr(1e-3, 1024, 256, "none") == 1e-3
+    assert math.isclose(knowledge.scale_lr(0.1, 8192, 256, "linear"), 3.2)
+    with pytest.raises(ValueError, match="Invalid batch size: 0"):
+        knowledge.scale_lr(0.1, 0, 256, "linear")
+    with pytest.raises(ValueError, match="Unknown batch scaling rule 'cubic'"):
+        knowledge.scale_lr(0.1, 1, 256, "cubic")  # type: ignore[arg-type]
+
+
+def test_task_info_covers_every_task() -> None:
+    for task in knowledge.TASKS:
+        info = knowledge.task_info(task)
+        assert info.name == task
+        assert 0 <= info.warmup_fraction.value < 1
+        knowledge.get_info(info.optimizer.value)
+
+
+def test_unknown_names() -> None:
+    with pytest.raises(ValueError, match=r"Unknown task family .visoin_cnn.*vision_cnn"):
+        knowledge.check_task("visoin_cnn")
+    with pytest.raises(ValueError, match="Unknown optimizer 'adamx'"):
+        knowledge.get_info("adamx")
+
+
+def test_info_validation() -> None:
+    with pytest.raises(ValueError, match="needs lr_range"):
+        knowledge.OptimizerInfo(
+            name="x",
+            display="X",
+            family=Fact("sgd", "r"),
+            paper="p",
+            settings={"general": knowledge.Setting(hparams={"lr": Fact(1.0, "r")})},
+            state_bytes=Fact(0.0, "r"),
+            batch_scaling=Fact("none", "r"),
+            warmup=Fact(False, "r"),
+            best_for=Fact("x", "r"),
+        )
