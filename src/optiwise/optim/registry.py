@@ -10,7 +10,6 @@ filled and why (:func:`get_spec`).
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -23,6 +22,7 @@ from torch.optim.optimizer import _get_fused_kernels_supported_devices
 
 from optiwise import knowledge
 from optiwise.knowledge import Fact
+from optiwise.optim._validation import validate_hparams
 from optiwise.params import NoDecayRule, iter_trainable, param_groups
 
 __all__ = [
@@ -146,62 +146,6 @@ def list_optimizers() -> list[str]:
 def get_entry(name: str) -> RegistryEntry:
     """The :class:`RegistryEntry` for ``name`` (any accepted spelling)."""
     return _ENTRIES[canonical_name(name)]
-
-
-# --------------------------------------------------------------------------------------------
-# Validation
-# --------------------------------------------------------------------------------------------
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _check_unit(label: str, value: Any) -> None:
-    if not _is_number(value) or not 0.0 <= value < 1.0:
-        raise ValueError(f"Invalid {label}: {value!r} (must be in [0, 1))")
-
-
-def validate_hparams(hparams: Mapping[str, Any]) -> None:
-    """Check the common hyperparameters, raising a ValueError naming the value and range.
-
-    ``lr`` > 0 (a 0-dim tensor is allowed), ``betas`` two values in [0, 1), ``momentum``
-    and ``alpha`` in [0, 1), ``weight_decay`` >= 0, ``eps`` >= 0.
-    """
-    if "lr" in hparams:
-        lr = hparams["lr"]
-        if isinstance(lr, torch.Tensor):
-            if lr.numel() != 1:
-                raise ValueError(
-                    f"Invalid learning rate: a tensor LR must have one element, "
-                    f"got shape {tuple(lr.shape)}"
-                )
-            lr = lr.item()
-        if not _is_number(lr) or not math.isfinite(lr) or lr <= 0:
-            raise ValueError(
-                f"Invalid learning rate: {hparams['lr']!r} (must be a finite number > 0)"
-            )
-    if "betas" in hparams:
-        betas = hparams["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(
-                f"Invalid betas: {betas!r} (must be a pair (beta1, beta2), each in [0, 1))"
-            )
-        for i, b in enumerate(betas):
-            _check_unit(f"beta parameter at index {i}", b)
-    for key in ("momentum", "alpha"):
-        if key in hparams:
-            _check_unit(key, hparams[key])
-    if "weight_decay" in hparams:
-        wd = hparams["weight_decay"]
-        if not _is_number(wd) or not math.isfinite(wd) or wd < 0:
-            raise ValueError(f"Invalid weight_decay value: {wd!r} (must be a finite number >= 0)")
-    if "eps" in hparams:
-        eps = hparams["eps"]
-        values = eps if isinstance(eps, (tuple, list)) else (eps,)
-        for e in values:
-            if e is not None and (not _is_number(e) or not math.isfinite(e) or e < 0):
-                raise ValueError(f"Invalid epsilon value: {eps!r} (must be >= 0)")
 
 
 def _accepted_kwargs(factory: Callable[..., Any]) -> set[str] | None:

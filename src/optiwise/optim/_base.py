@@ -1,0 +1,156 @@
+"""The base class of optiwise's optimizers: torch's conventions in one place.
+
+Subclasses implement ``step`` with update math in functions over lists of tensors (see
+``_kernels.py``), declare their per-parameter state in ``state_keys``, and get:
+
+- :meth:`_params_with_grads`: the group's parameters that have a gradient, refusing sparse
+  gradients with a clear error;
+- :meth:`_run_closure`: ``step(closure)`` semantics;
+- :meth:`_use_foreach`: the ``foreach=None`` policy;
+- a :meth:`load_state_dict` that validates the whole state dict first (same optimizer, same
+  parameter count and shapes) and leaves the optimizer unchanged when it does not fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+__all__ = ["OptiwiseOptimizer", "StateKind"]
+
+#: ``"param"``: a tensor of the parameter's shape; ``"scalar"``: a 0-dim tensor or number;
+#: ``"any"``: checked by the subclass (:meth:`OptiwiseOptimizer._check_param_state`).
+StateKind = Literal["param", "scalar", "any"]
+
+
+class OptiwiseOptimizer(Optimizer):
+    """Base class; see the module docstring."""
+
+    #: Per-parameter state keys this optimizer writes, with their kind.
+    state_keys: ClassVar[Mapping[str, StateKind]] = {}
+
+    # ----------------------------------------------------------------------------------------
+    # Helpers for step()
+    # ----------------------------------------------------------------------------------------
+
+    def _params_with_grads(self, group: Mapping[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
+        """Parameters of ``group`` that have a gradient, and those gradients."""
+        params: list[Tensor] = []
+        grads: list[Tensor] = []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(
+                    f"{type(self).__name__} does not support sparse gradients; use dense "
+                    "gradients (e.g. nn.Embedding(sparse=False)) or torch.optim.SparseAdam"
+                )
+            params.append(p)
+            grads.append(p.grad)
+        return params, grads
+
+    @staticmethod
+    def _run_closure(closure: Callable[[], Any] | None) -> Any:
+        """Evaluate ``closure`` with gradients enabled (``None`` gives ``None``)."""
+        if closure is None:
+            return None
+        with torch.enable_grad():
+            return closure()
+
+    @staticmethod
+    def _use_foreach(foreach: bool | None, params: list[Tensor]) -> bool:
+        """``foreach=None`` picks the multi-tensor path on CUDA only: on CPU a per-tensor
+        loop is faster than the foreach kernels."""
+        if foreach is not None:
+            return bool(foreach)
+        return bool(params) and all(p.is_cuda for p in params)
+
+    # ----------------------------------------------------------------------------------------
+    # Safe loading
+    # ----------------------------------------------------------------------------------------
+
+    def _check_param_state(self, index: int, param: Tensor, state: Mapping[str, Any]) -> None:
+        """Raise a ValueError when ``state`` cannot belong to ``param`` (overridable)."""
+        name = type(self).__name__
+        unknown = sorted(set(state) - set(self.state_keys))
+        if unknown:
+            raise ValueError(
+                f"cannot load state dict into {name}: parameter #{index} has state keys "
+                f"{unknown} that {name} does not use (expected a subset of "
+                f"{sorted(self.state_keys)}); is it from another optimizer?"
+            )
+        for key, value in state.items():
+            kind = self.state_keys[key]
+            if kind == "param":
+                if not isinstance(value, Tensor) or value.shape != param.shape:
+                    shape = tuple(value.shape) if isinstance(value, Tensor) else type(value)
+                    raise ValueError(
+                        f"cannot load state dict into {name}: state {key!r} of parameter "
+                        f"#{index} has shape {shape}, the parameter has shape "
+                        f"{tuple(param.shape)}"
+                    )
+            elif kind == "scalar" and isinstance(value, Tensor) and value.numel() != 1:
+                raise ValueError(
+                    f"cannot load state dict into {name}: state {key!r} of parameter "
+                    f"#{index} should be a scalar, got shape {tuple(value.shape)}"
+                )
+
+    def validate_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Raise a ValueError when ``state_dict`` does not fit this optimizer."""
+        name = type(self).__name__
+        if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
+            raise ValueError(
+                f"cannot load state dict into {name}: expected a mapping with 'state' and "
+                "'param_groups' (from optimizer.state_dict())"
+            )
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"cannot load state dict into {name}: it has {len(saved_groups)} param "
+                f"groups, the optimizer has {len(self.param_groups)}"
+            )
+        index_to_param: dict[Any, Tensor] = {}
+        for g, (saved, current) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
+            if len(saved["params"]) != len(current["params"]):
+                raise ValueError(
+                    f"cannot load state dict into {name}: param group {g} has "
+                    f"{len(saved['params'])} parameters, the optimizer's has "
+                    f"{len(current['params'])}"
+                )
+            missing = sorted(set(self.defaults) - set(saved))
+            if missing:
+                raise ValueError(
+                    f"cannot load state dict into {name}: param group {g} lacks "
+                    f"{missing}; the state dict comes from another optimizer"
+                )
+            index_to_param.update(zip(saved["params"], current["params"], strict=True))
+        for index, state in state_dict["state"].items():
+            if index not in index_to_param:
+                raise ValueError(
+                    f"cannot load state dict into {name}: state for parameter #{index}, "
+                    "which no param group lists"
+                )
+            self._check_param_state(index, index_to_param[index], state)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load ``state_dict`` after validating all of it; on error nothing changes.
+
+        Unlike torch's own optimizers, every state tensor keeps the dtype it was saved with
+        (torch casts floating state to the parameter's dtype, which would round fp32 state
+        of bf16 parameters and turn int8 codes into floats); it only moves to the
+        parameter's device.
+        """
+        self.validate_state_dict(state_dict)
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        current = [p for g in self.param_groups for p in g["params"]]
+        super().load_state_dict(state_dict)
+        for index, param in zip(saved_ids, current, strict=True):
+            saved_state = state_dict["state"].get(index, {})
+            state = self.state[param]
+            for key, value in saved_state.items():
+                if isinstance(value, Tensor) and state[key].dtype != value.dtype:
+                    state[key] = value.to(device=param.device, copy=True)

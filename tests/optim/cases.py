@@ -1,0 +1,51 @@
+"""The optimizers every conformance check runs on.
+
+Each :class:`Case` builds an optimizer as ``case.make(params, **overrides)``; add one per
+optimizer (and per distinct code path, e.g. a variant with weight decay).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+from tests.optim.demo_optimizer import DemoMomentum
+
+
+@dataclass(frozen=True)
+class Case:
+    """One optimizer configuration for the conformance checks.
+
+    Attributes
+    ----------
+    name: test id.
+    make: ``make(params, **overrides) -> Optimizer``.
+    foreach: the optimizer has ``foreach`` True/False paths to compare.
+    maximize: the optimizer accepts ``maximize``.
+    strict_load: ``load_state_dict`` validates shapes and origin (optiwise's own).
+    bad_lr: keyword arguments that must raise ``Invalid learning rate``.
+    rtol: tolerance between the foreach and per-tensor paths.
+    """
+
+    name: str
+    make: Callable[..., Optimizer]
+    foreach: bool = True
+    maximize: bool = True
+    strict_load: bool = True
+    bad_lr: dict[str, Any] = field(default_factory=lambda: {"lr": -1.0})
+    rtol: float = 1e-6
+
+
+CASES: list[Case] = [
+    # torch's own AdamW keeps the harness honest about what torch's conventions are.
+    Case(
+        "torch_adamw",
+        lambda params, **kw: torch.optim.AdamW(params, **{"lr": 1e-2, **kw}),
+        strict_load=False,
+    ),
+    Case("demo_momentum", lambda params, **kw: DemoMomentum(params, **{"lr": 1e-2, **kw})),
+]
