@@ -776,6 +776,328 @@ _add(
     )
 )
 
+# --------------------------------------------------------------------------------------------
+# optiwise's own optimizers (optiwise.optim)
+# --------------------------------------------------------------------------------------------
+
+_ADAMW = _OPTIMIZERS["adamw"]
+
+_LION_GENERAL = Setting(
+    hparams={
+        "lr": _f(
+            1e-4,
+            "Chen et al. 2023: 3-10x below AdamW's LR, since the sign update has a larger "
+            "norm than Adam's; AdamW's 1e-3 / 10",
+        ),
+        "betas": _f(
+            (0.9, 0.99),
+            "Chen et al. 2023 defaults: beta1 interpolates the update, beta2 tracks momentum",
+        ),
+        "weight_decay": _f(
+            0.1,
+            "3-10x above AdamW's decay so that lr x wd, the effective decay strength, stays "
+            "the same (Chen et al. 2023); AdamW's 0.01 x 10",
+        ),
+    },
+    lr_range=_f((1e-6, 1e-3), "AdamW's range divided by 3-10 (Chen et al. 2023)"),
+    reference_batch=_f(256, "as AdamW, from which Lion's LR is derived"),
+)
+_LION_SETTINGS: dict[str, Setting] = {
+    "general": _LION_GENERAL,
+    "language_transformer": Setting(
+        hparams={
+            "lr": _f(3e-5, "AdamW's BERT/GPT LR (1e-4) divided by ~3 (Chen et al. 2023)"),
+            "betas": _f(
+                (0.95, 0.98),
+                "Chen et al. 2023 use beta1 0.95, beta2 0.98 on language models for stability",
+            ),
+            "weight_decay": _f(0.1, "AdamW's 0.01-0.03 times 3-10 (Chen et al. 2023)"),
+        },
+        lr_range=_f((1e-5, 3e-4), "AdamW's language-model range divided by 3-10"),
+    ),
+    "vision_transformer": Setting(
+        hparams={
+            "lr": _f(3e-4, "AdamW's ViT LR (3e-3) divided by 10 (Chen et al. 2023)"),
+            "weight_decay": _f(1.0, "AdamW's ViT decay (0.1-0.3) times 3-10 (Chen et al. 2023)"),
+        },
+        lr_range=_f((1e-4, 1e-3), "AdamW's ViT range divided by 3-10"),
+        reference_batch=_f(4096, "ViT's reference batch, as for AdamW"),
+    ),
+    "fine_tuning": Setting(
+        hparams={
+            "lr": _f(5e-6, "AdamW's fine-tuning LR (2e-5) divided by ~4"),
+            "weight_decay": _f(0.05, "AdamW's 0.01 times ~4, keeping lr x wd"),
+        },
+        lr_range=_f((1e-6, 3e-5), "AdamW's fine-tuning range divided by 3-10"),
+        reference_batch=_f(32, "BERT fine-tuning batch, as for AdamW"),
+    ),
+}
+_LION_COMMON: dict[str, Any] = dict(
+    family=_f("sign", "the update is the sign of an interpolated momentum"),
+    paper="Chen et al. 2023, 'Symbolic Discovery of Optimization Algorithms'",
+    settings=_LION_SETTINGS,
+    batch_scaling=_f(
+        "sqrt",
+        "treated like the Adam family; Chen et al. find Lion's advantage grows with the batch",
+    ),
+    warmup=_f(True, "Chen et al. keep AdamW's warmup when switching to Lion"),
+)
+
+_add(
+    OptimizerInfo(
+        name="lion",
+        display="Lion",
+        state_bytes=_f(4.0, "one fp32 momentum buffer: half of AdamW's state"),
+        best_for=_f(
+            "transformers and large vision models when optimizer memory matters",
+            "AdamW-level quality with one state buffer instead of two (Chen et al. 2023)",
+        ),
+        **_LION_COMMON,
+    )
+)
+_add(
+    OptimizerInfo(
+        name="lion8bit",
+        display="Lion (8-bit state)",
+        state_bytes=_f(1.02, "int8 momentum codes plus one fp32 absmax per 256-element block"),
+        best_for=_f(
+            "Lion under the tightest memory budget",
+            "a quarter of Lion's state; block-wise quantization keeps the sign of the update "
+            "(Dettmers et al. 2022)",
+        ),
+        extra={
+            "min_8bit_numel": _f(
+                4096, "tensors below 4096 elements keep fp32 state: the saving is negligible"
+            ),
+        },
+        **_LION_COMMON,
+    )
+)
+
+_add(
+    OptimizerInfo(
+        name="adamw8bit",
+        display="AdamW (8-bit state)",
+        family=_f("adaptive", "AdamW with block-wise 8-bit quantized moments"),
+        paper="Dettmers et al. 2022, '8-bit Optimizers via Block-wise Quantization'",
+        settings=_ADAMW.settings,
+        state_bytes=_f(
+            2.03,
+            "two 8-bit moment codes plus one fp32 absmax per 256-element block and moment: "
+            "a quarter of AdamW's 8 bytes",
+        ),
+        batch_scaling=_ADAMW.batch_scaling,
+        warmup=_ADAMW.warmup,
+        best_for=_f(
+            "AdamW's recipes under a memory budget",
+            "matches 32-bit AdamW's quality with 75% less state (Dettmers et al. 2022)",
+        ),
+        extra={
+            "min_8bit_numel": _f(
+                4096, "tensors below 4096 elements keep fp32 state: the saving is negligible"
+            ),
+        },
+    )
+)
+
+_add(
+    OptimizerInfo(
+        name="lamb",
+        display="LAMB",
+        family=_f("layerwise", "Adam moments with a per-tensor trust ratio ||w|| / ||update||"),
+        paper="You et al. 2020, 'Large Batch Optimization for Deep Learning: Training BERT "
+        "in 76 minutes'",
+        settings={
+            "general": Setting(
+                hparams={
+                    "lr": _f(
+                        4e-3,
+                        "BERT pretraining at batch 32k: 4e-3 (NVIDIA's LAMB recipe, phase 2; "
+                        "6e-3 at 64k); the trust ratio makes the LR relative to ||w||",
+                    ),
+                    "betas": _f((0.9, 0.999), "You et al. 2020 defaults"),
+                    "eps": _f(1e-6, "You et al. 2020 and BERT use eps 1e-6"),
+                    "weight_decay": _f(0.01, "decoupled decay as BERT's 0.01"),
+                },
+                lr_range=_f((1e-3, 1e-2), "LAMB LRs reported at batch 32k-64k"),
+                reference_batch=_f(32768, "LAMB's target regime: BERT at batch 32k"),
+            ),
+        },
+        state_bytes=_f(8.0, "two fp32 moment buffers, as Adam"),
+        batch_scaling=_f("sqrt", "You et al. 2020 scale LAMB's LR with the square root"),
+        warmup=_f(True, "You et al. 2020 warm up linearly; large batches need it"),
+        best_for=_f(
+            "transformer pretraining at very large batches (>= 8k)",
+            "per-layer trust ratios keep BERT's accuracy up to batch 64k (You et al. 2020)",
+        ),
+    )
+)
+
+_add(
+    OptimizerInfo(
+        name="lars",
+        display="LARS",
+        family=_f(
+            "layerwise", "momentum SGD with a per-tensor trust ratio eta ||w|| / ||g + wd w||"
+        ),
+        paper="You et al. 2017, 'Large Batch Training of Convolutional Networks'",
+        settings={
+            "general": Setting(
+                hparams={
+                    "lr": _f(
+                        0.3,
+                        "0.3 x batch/256 with trust coefficient 1e-3 (SimCLR, Chen et al. "
+                        "2020); the trust ratio sets each layer's step relative to ||w||",
+                    ),
+                    "momentum": _f(0.9, "You et al. 2017 use momentum 0.9"),
+                    "weight_decay": _f(
+                        1e-4, "as momentum SGD on ImageNet; large-batch recipes use 5e-5..1e-4"
+                    ),
+                    "trust_coefficient": _f(
+                        1e-3, "eta = 0.001 (You et al. 2017): the step is ~0.1% of ||w||"
+                    ),
+                },
+                lr_range=_f((0.1, 1.0), "global LRs at batch 256 before linear scaling"),
+                reference_batch=_f(256, "LARS LRs are quoted per 256 samples, then scaled"),
+            ),
+        },
+        state_bytes=_f(4.0, "one fp32 momentum buffer"),
+        batch_scaling=_f("linear", "LARS keeps the linear scaling rule (You et al. 2017)"),
+        warmup=_f(True, "large-batch LARS runs warm up for ~5 epochs (You et al. 2017)"),
+        best_for=_f(
+            "CNNs (ResNet) and contrastive learning at very large batches (>= 8k)",
+            "trust ratios keep ResNet-50's accuracy up to batch 32k (You et al. 2017)",
+        ),
+    )
+)
+
+_add(
+    OptimizerInfo(
+        name="sophiag",
+        display="SophiaG",
+        family=_f(
+            "second_order",
+            "momentum divided by an EMA of a diagonal Hessian estimate, clipped per coordinate",
+        ),
+        paper="Liu et al. 2023, 'Sophia: A Scalable Stochastic Second-order Optimizer for "
+        "Language Model Pre-training'",
+        settings={
+            "general": Setting(
+                hparams={
+                    "lr": _f(1e-4, "the official SophiaG default"),
+                    "betas": _f(
+                        (0.965, 0.99),
+                        "Liu et al. 2023: beta1 for the gradient EMA, beta2 for the Hessian EMA",
+                    ),
+                    "rho": _f(
+                        0.04,
+                        "the clipping scale gamma (rho): larger rho, fewer clipped coordinates "
+                        "(official default)",
+                    ),
+                    "weight_decay": _f(0.1, "GPT-2 pretraining decay used with Sophia"),
+                },
+                lr_range=_f((1e-5, 1e-3), "GPT-2 small-to-large Sophia LRs lie in 1e-4..6e-4"),
+                reference_batch=_f(480, "GPT-2 pretraining batch of 480 sequences (nanoGPT)"),
+            ),
+        },
+        state_bytes=_f(8.0, "gradient EMA and Hessian EMA, both fp32"),
+        batch_scaling=_f("sqrt", "treated like the Adam family"),
+        warmup=_f(True, "Liu et al. 2023 warm up as for AdamW (2k steps on GPT-2)"),
+        best_for=_f(
+            "language-model pretraining, where it reaches AdamW's loss in fewer steps",
+            "Liu et al. 2023 report ~2x fewer steps than AdamW on GPT-2",
+        ),
+        extra={
+            "hessian_interval": _f(
+                10, "refresh the Hessian estimate every k=10 steps (Liu et al. 2023)"
+            ),
+        },
+    )
+)
+
+_add(
+    OptimizerInfo(
+        name="schedule_free_adamw",
+        display="Schedule-free AdamW",
+        family=_f(
+            "schedule_free",
+            "AdamW on an interpolation of an SGD-like sequence and its running average",
+        ),
+        paper="Defazio et al. 2024, 'The Road Less Scheduled'",
+        settings={
+            "general": Setting(
+                hparams={
+                    "lr": _f(
+                        2.5e-3,
+                        "Defazio et al. 2024: schedule-free runs take 1-10x the tuned AdamW "
+                        "LR; 2.5e-3 is the reference implementation's default",
+                    ),
+                    "betas": _f(
+                        (0.9, 0.999),
+                        "beta1 is the interpolation weight (0.9 as Adam's momentum)",
+                    ),
+                    "eps": _ADAM_EPS,
+                    "weight_decay": _f(0.01, "as AdamW; decoupled"),
+                },
+                lr_range=_f((1e-4, 3e-2), "AdamW's range shifted up by up to 10x"),
+                reference_batch=_f(256, "as AdamW"),
+            ),
+        },
+        state_bytes=_f(8.0, "the z sequence and the second moment, both fp32"),
+        batch_scaling=_f("sqrt", "treated like the Adam family"),
+        warmup=_f(
+            True,
+            "needs a warmup (its warmup_steps argument) but no decaying schedule "
+            "(Defazio et al. 2024)",
+        ),
+        best_for=_f(
+            "runs whose length is not known in advance; no schedule to tune",
+            "matches tuned cosine schedules without one (Defazio et al. 2024, AlgoPerf winner)",
+        ),
+    )
+)
+
+LOOKAHEAD_K: Fact[int] = _f(5, "Zhang et al. 2019: sync every k=5 fast steps")
+LOOKAHEAD_ALPHA: Fact[float] = _f(0.5, "Zhang et al. 2019: slow weights move halfway")
+
+
+def lookahead_info(inner: str) -> OptimizerInfo:
+    """The facts of ``Lookahead`` wrapped around the optimizer named ``inner``.
+
+    Same settings as the inner optimizer plus ``k`` and ``alpha``; 4 more state bytes per
+    parameter for the slow weights.
+    """
+    base = get_info(inner)
+    general = base.settings["general"]
+    settings = {
+        **base.settings,
+        "general": Setting(
+            hparams={**general.hparams, "k": LOOKAHEAD_K, "alpha": LOOKAHEAD_ALPHA},
+            lr_range=general.lr_range,
+            reference_batch=general.reference_batch,
+        ),
+    }
+    return OptimizerInfo(
+        name=f"lookahead_{inner}",
+        display=f"Lookahead({base.display})",
+        family=_f("wrapper", f"Lookahead around {base.display}"),
+        paper=f"Zhang et al. 2019, 'Lookahead Optimizer: k steps forward, 1 step back'; "
+        f"inner: {base.paper}",
+        settings=settings,
+        state_bytes=_f(
+            base.state_bytes.value + 4.0,
+            f"{base.display}'s state plus one fp32 copy of the slow weights",
+        ),
+        batch_scaling=base.batch_scaling,
+        warmup=base.warmup,
+        best_for=_f(
+            f"{base.display} with less sensitivity to the LR and less variance",
+            "Zhang et al. 2019: lower variance, robust to inner-optimizer hyperparameters",
+        ),
+        extra=base.extra,
+    )
+
+
 OPTIMIZERS: Mapping[str, OptimizerInfo] = MappingProxyType(_OPTIMIZERS)
 
 
