@@ -14,6 +14,7 @@ parameters in place, ``t`` counts from 1). Both return the final parameters, so 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -27,7 +28,7 @@ def small_mlp(seed: int = 0, sizes: tuple[int, ...] = (10, 32, 32, 4)) -> nn.Mod
     """A tanh MLP; ``seed`` fixes its initial weights."""
     torch.manual_seed(seed)
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.Tanh())
