@@ -49,3 +49,11 @@ CASES: list[Case] = [
     ),
     Case("demo_momentum", lambda params, **kw: DemoMomentum(params, **{"lr": 1e-2, **kw})),
 ]
+
+# optiwise's own optimizers ------------------------------------------------------------------
+
+# Lion, LAMB, LARS
+
+# SophiaG, schedule-free AdamW
+
+# 8-bit AdamW and Lion, Lookahead

@@ -396,3 +396,15 @@ register_optimizer(RegistryEntry("adamax", torch.optim.Adamax))
 register_optimizer(RegistryEntry("rmsprop", torch.optim.RMSprop, aliases=("rms_prop",)))
 register_optimizer(RegistryEntry("adagrad", torch.optim.Adagrad, fused=True))
 register_optimizer(RegistryEntry("adafactor", torch.optim.Adafactor))
+
+# --------------------------------------------------------------------------------------------
+# optiwise's own optimizers (optiwise.optim)
+# --------------------------------------------------------------------------------------------
+
+# Lion, LAMB, LARS
+
+# SophiaG, schedule-free AdamW
+
+# 8-bit AdamW and Lion
+
+# Lookahead over every registered optimizer

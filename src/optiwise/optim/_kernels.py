@@ -1,0 +1,140 @@
+"""Update math of optiwise's optimizers, as functions over lists of tensors.
+
+Each algorithm has a per-tensor function (``*_single_tensor``: a loop over the tensors, the
+reference path) and, where it pays, a multi-tensor one (``*_multi_tensor``: torch's
+``_foreach_*`` ops over the whole list). Both update ``params`` and the state tensors in
+place and give the same results; the optimizer classes pick one (see
+``OptiwiseOptimizer._use_foreach``). Hyperparameters arrive as plain floats, already taken
+from the param group; ``maximize`` means the gradients are negated before use.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "adamw_single_tensor",
+    "lion_multi_tensor",
+    "lion_single_tensor",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# AdamW (Loshchilov & Hutter 2019), as torch.optim.AdamW computes it; used by the 8-bit
+# AdamW on its dequantized moments.
+# --------------------------------------------------------------------------------------------
+
+
+def adamw_single_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """One AdamW step per tensor; ``steps[i]`` is tensor i's step count after this step.
+
+    ``w <- w (1 - lr wd)``; ``m <- b1 m + (1 - b1) g``; ``v <- b2 v + (1 - b2) g^2``;
+    ``w <- w - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+    """
+    for param, grad, m, v, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps, strict=True):
+        g = -grad if maximize else grad
+        if weight_decay != 0:
+            param.mul_(1 - lr * weight_decay)
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        bias1 = 1 - beta1**step
+        bias2_sqrt = (1 - beta2**step) ** 0.5
+        denom = (v.sqrt() / bias2_sqrt).add_(eps)
+        param.addcdiv_(m, denom, value=-lr / bias1)
+
+
+# --------------------------------------------------------------------------------------------
+# Lion (Chen et al. 2023)
+# --------------------------------------------------------------------------------------------
+
+
+def lion_single_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """One Lion step per tensor.
+
+    ``c <- b1 m + (1 - b1) g``; ``w <- w (1 - lr wd) - lr sign(c)``;
+    ``m <- b2 m + (1 - b2) g``.
+    """
+    for param, grad, m in zip(params, grads, exp_avgs, strict=True):
+        g = -grad if maximize else grad
+        if weight_decay != 0:
+            param.mul_(1 - lr * weight_decay)
+        update = torch.lerp(m, g, 1 - beta1).sign_()
+        param.add_(update, alpha=-lr)
+        m.lerp_(g, 1 - beta2)
+
+
+def lion_multi_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """:func:`lion_single_tensor` with ``_foreach`` ops over the whole list."""
+    if not params:
+        return
+    gs = torch._foreach_neg(grads) if maximize else grads
+    if weight_decay != 0:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    updates = torch._foreach_lerp(exp_avgs, gs, 1 - beta1)
+    torch._foreach_sign_(updates)
+    torch._foreach_add_(params, updates, alpha=-lr)
+    torch._foreach_lerp_(exp_avgs, gs, 1 - beta2)
+
+
+# --------------------------------------------------------------------------------------------
+# LAMB (You et al. 2020)
+# --------------------------------------------------------------------------------------------
+
+
+# --------------------------------------------------------------------------------------------
+# LARS (You et al. 2017)
+# --------------------------------------------------------------------------------------------
+
+
+# --------------------------------------------------------------------------------------------
+# SophiaG (Liu et al. 2023)
+# --------------------------------------------------------------------------------------------
+
+
+# --------------------------------------------------------------------------------------------
+# Schedule-free AdamW (Defazio et al. 2024)
+# --------------------------------------------------------------------------------------------
+
+
+# --------------------------------------------------------------------------------------------
+# Lookahead (Zhang et al. 2019)
+# --------------------------------------------------------------------------------------------
+
+
+# --------------------------------------------------------------------------------------------
+# 8-bit block-wise quantization (Dettmers et al. 2022)
+# --------------------------------------------------------------------------------------------
