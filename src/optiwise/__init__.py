@@ -12,9 +12,12 @@ from optiwise.optim.registry import (
 )
 from optiwise.params import param_groups
 from optiwise.schedules import create_scheduler, lr_curve
+from optiwise.train import Stepper, StepResult
 
 __all__ = [
     "OptimizerSpec",
+    "StepResult",
+    "Stepper",
     "__version__",
     "create_optimizer",
     "create_scheduler",
