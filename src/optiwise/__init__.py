@@ -3,6 +3,7 @@ knowledge to choose them."""
 
 from optiwise import knowledge
 from optiwise._version import __version__
+from optiwise.checkpoint import load_checkpoint, save_checkpoint
 from optiwise.optim.registry import (
     OptimizerSpec,
     create_optimizer,
@@ -24,7 +25,9 @@ __all__ = [
     "get_spec",
     "knowledge",
     "list_optimizers",
+    "load_checkpoint",
     "lr_curve",
     "param_groups",
     "resolve_optimizer",
+    "save_checkpoint",
 ]
