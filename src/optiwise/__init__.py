@@ -3,6 +3,7 @@ knowledge to choose them."""
 
 from optiwise import knowledge
 from optiwise._version import __version__
+from optiwise.checkpoint import load_checkpoint, save_checkpoint
 from optiwise.optim.registry import (
     OptimizerSpec,
     create_optimizer,
@@ -12,16 +13,21 @@ from optiwise.optim.registry import (
 )
 from optiwise.params import param_groups
 from optiwise.schedules import create_scheduler, lr_curve
+from optiwise.train import Stepper, StepResult
 
 __all__ = [
     "OptimizerSpec",
+    "StepResult",
+    "Stepper",
     "__version__",
     "create_optimizer",
     "create_scheduler",
     "get_spec",
     "knowledge",
     "list_optimizers",
+    "load_checkpoint",
     "lr_curve",
     "param_groups",
     "resolve_optimizer",
+    "save_checkpoint",
 ]
