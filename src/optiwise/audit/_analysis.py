@@ -233,6 +233,11 @@ class Event:
 
 
 def _dump(expr: ast.AST) -> str:
+    """A key for an expression, the same for loads and stores (``self.opt``)."""
+    if isinstance(expr, ast.Name):
+        return expr.id
+    if isinstance(expr, ast.Attribute):
+        return f"{_dump(expr.value)}.{expr.attr}"
     return ast.dump(expr, annotate_fields=False, include_attributes=False)
 
 
@@ -276,6 +281,7 @@ class Analyzer:
         self._in_progress: set[int] = set()
         self._oc_cache: dict[int, OptimizerCall | None] = {}
         self._lr_overridden: set[int] = set()
+        self._adamw_provider: dict[int, ast.ImportFrom] = {}
         self.all_calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
         self.scaler_keys = self._duck_scalers()
         self.zero_grad_defs = self._zero_grad_defs()
@@ -633,12 +639,18 @@ class Analyzer:
             if any(b.kind == "import" and b.qualname == "torch.optim.AdamW" for b in bs)
         ]
         if existing:
-            return (RenameCallee(func.lineno, func.col_offset, func.id, existing[0]),)
+            return (
+                RenameCallee(func.lineno, func.col_offset, func.id, existing[0]),
+                ImportEdit(imp.lineno, imp.col_offset, "torch.optim", None, func.id),
+            )
         if self.r.lookup("AdamW", self.r.scope_at(call)) or "AdamW" in self.r.name_loads:
             return ()
+        # One import per scope provides AdamW; other imports only lose the unused name.
+        provider = self._adamw_provider.setdefault(id(binding.scope), imp)
+        add = "AdamW" if provider is imp else None
         return (
             RenameCallee(func.lineno, func.col_offset, func.id, "AdamW"),
-            ImportEdit(imp.lineno, imp.col_offset, "torch.optim", "AdamW", func.id),
+            ImportEdit(imp.lineno, imp.col_offset, "torch.optim", add, func.id),
         )
 
     def _keyword_edit(self, call: ast.Call, name: str, value_code: str) -> KeywordEdit:

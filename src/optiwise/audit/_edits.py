@@ -45,13 +45,13 @@ class KeywordEdit:
 
 @dataclass(frozen=True)
 class ImportEdit:
-    """Add ``add`` to the ``from module import ...`` at the position; afterwards drop
-    ``drop_if_unused`` from it when no code uses that name any more."""
+    """Add ``add`` (if given) to the ``from module import ...`` at the position; afterwards
+    drop ``drop_if_unused`` from it when no code uses that name any more."""
 
     line: int
     col: int
     module: str
-    add: str
+    add: str | None
     drop_if_unused: str | None
 
 

@@ -90,6 +90,9 @@ class _Apply(cst.CSTTransformer):
         for e in self._edits(original, ImportEdit):
             if isinstance(updated.names, cst.ImportStar):
                 continue
+            if e.add is None:
+                self.applied.add(e)
+                continue
             names = list(updated.names)
             if any(_alias_name(a) == e.add and a.asname is None for a in names):
                 self.applied.add(e)
@@ -148,7 +151,9 @@ class _DropUnused(cst.CSTTransformer):
         self.module = module
         self.name = name
 
-    def leave_ImportFrom(self, original: cst.ImportFrom, updated: cst.ImportFrom) -> cst.ImportFrom:
+    def leave_ImportFrom(
+        self, original: cst.ImportFrom, updated: cst.ImportFrom
+    ) -> cst.ImportFrom | cst.RemovalSentinel:
         if updated.module is None or isinstance(updated.names, cst.ImportStar):
             return updated
         if cst.helpers.get_full_name_for_node(updated.module) != self.module or updated.relative:
@@ -162,14 +167,14 @@ class _DropUnused(cst.CSTTransformer):
                 or (a.asname is None and _alias_name(a) == self.name)
             )
         ]
-        if len(keep) == len(names) or not keep:
+        if len(keep) == len(names):
             return updated
-        if not isinstance(names[-1].comma, cst.Comma) or updated.rpar is None:
-            keep[-1] = keep[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
-        elif not isinstance(keep[-1].comma, cst.Comma):  # pragma: no cover
-            keep[-1] = keep[-1].with_changes(comma=names[-1].comma)
-        else:
-            keep[-1] = keep[-1].with_changes(comma=names[-1].comma)
+        if not keep:
+            return cst.RemoveFromParent()
+        trailing = isinstance(names[-1].comma, cst.Comma) and updated.rpar is not None
+        keep[-1] = keep[-1].with_changes(
+            comma=names[-1].comma if trailing else cst.MaybeSentinel.DEFAULT
+        )
         return updated.with_changes(names=keep)
 
 

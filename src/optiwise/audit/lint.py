@@ -353,8 +353,10 @@ def _read(path: Path, max_size: int) -> tuple[str, str]:
         raise _FileError(f"file is too large (> {max_size} bytes)")
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-    except SyntaxError as exc:
-        raise _FileError(f"bad encoding declaration: {exc.msg}") from None
+    except SyntaxError as exc:  # undecodable first lines, or a bad coding cookie
+        encoding, bad_cookie = "utf-8", exc.msg
+        if "encoding" in bad_cookie and "missing" not in bad_cookie:
+            raise _FileError(f"bad encoding declaration: {bad_cookie}") from None
     try:
         return data.decode(encoding), encoding
     except UnicodeDecodeError as exc:
