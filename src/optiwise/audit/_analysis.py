@@ -282,7 +282,13 @@ class Analyzer:
         self._oc_cache: dict[int, OptimizerCall | None] = {}
         self._lr_overridden: set[int] = set()
         self._adamw_provider: dict[int, ast.ImportFrom] = {}
-        self.all_calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+        self.all_calls = self.r.calls
+        self.param_owners = {
+            _dump(c.func.value)
+            for c in self.all_calls
+            if isinstance(c.func, ast.Attribute)
+            and c.func.attr in ("parameters", "named_parameters")
+        }
         self.scaler_keys = self._duck_scalers()
         self.zero_grad_defs = self._zero_grad_defs()
 
@@ -918,19 +924,14 @@ class Analyzer:
         return False
 
     def _zero_grad_defs(self) -> set[str]:
+        """Names of the functions of this file that clear gradients (zero_grad() or
+        ``p.grad = None`` anywhere in them)."""
         names: set[str] = set()
-        for node in ast.walk(self.tree):
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
-            calls = any(self._is_zero_grad(c) for c in ast.walk(node) if isinstance(c, ast.Call))
-            assigns = any(
-                isinstance(t, ast.Attribute) and t.attr == "grad"
-                for a in ast.walk(node)
-                if isinstance(a, ast.Assign)
-                for t in a.targets
-            )
-            if calls or assigns:
-                names.add(node.name)
+        nodes: list[ast.AST] = [c for c in self.all_calls if self._is_zero_grad(c)]
+        for node in [*nodes, *self.r.grad_assigns]:
+            for parent in self.r.ancestors(node):
+                if isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    names.add(parent.name)
         return names
 
     def _events(self, body: Sequence[ast.stmt]) -> list[Event]:
@@ -953,15 +954,10 @@ class Analyzer:
                 isinstance(t, ast.Attribute) and t.attr == "grad" for t in stmt.targets
             ):
                 out.append(Event("zero_grad", stmt, loops, cond))
-            for name, value in ast.iter_fields(stmt):
-                if name in _STMT_LIST_FIELDS:
-                    continue
-                for item in value if isinstance(value, list) else [value]:
-                    if isinstance(item, ast.AST):
-                        for call in _calls(item):
-                            ev = self._classify(call, loops, cond)
-                            if ev is not None:
-                                out.append(ev)
+            for call in self.r.stmt_calls.get(stmt, ()):
+                ev = self._classify(call, loops, cond)
+                if ev is not None:
+                    out.append(ev)
             if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
                 self._collect(stmt.body, (*loops, stmt), False, out)
                 self._collect(stmt.orelse, loops, True, out)
@@ -1427,16 +1423,7 @@ class Analyzer:
         return out
 
     def _is_module(self, expr: ast.expr) -> bool:
-        key = _dump(expr)
-        for call in self.all_calls:
-            f = call.func
-            if (
-                isinstance(f, ast.Attribute)
-                and f.attr in ("parameters", "named_parameters")
-                and _dump(f.value) == key
-            ):
-                return True
-        return False
+        return _dump(expr) in self.param_owners
 
 
 def analyze(tree: ast.Module) -> list[Raw]:

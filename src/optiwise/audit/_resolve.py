@@ -77,22 +77,33 @@ class Resolver:
         self.tree = tree
         self.parents: dict[ast.AST, ast.AST] = {}
         self.scope_of_node: dict[ast.AST, Scope] = {}
+        self._scope_cache: dict[ast.AST, Scope] = {}
         self.module_scope = Scope(tree, "module", None)
         self.scopes: list[Scope] = [self.module_scope]
         self.name_loads: dict[str, int] = {}
+        self.calls: list[ast.Call] = []  # every call, in source order
+        # calls by the statement they belong to (not inside a nested statement or lambda)
+        self.stmt_calls: dict[ast.stmt, list[ast.Call]] = {}
+        self.grad_assigns: list[ast.Assign] = []  # ``x.grad = ...``
         _Builder(self).run()
 
     # ---------------------------------------------------------------- structure
 
     def scope_at(self, node: ast.AST) -> Scope:
         """The innermost scope whose code contains ``node``."""
+        seen: list[ast.AST] = []
         cur: ast.AST | None = node
+        scope: Scope | None = None
         while cur is not None:
-            scope = self.scope_of_node.get(cur)
+            scope = self.scope_of_node.get(cur) or self._scope_cache.get(cur)
             if scope is not None:
-                return scope
+                break
+            seen.append(cur)
             cur = self.parents.get(cur)
-        return self.module_scope
+        scope = scope or self.module_scope
+        for n in seen:
+            self._scope_cache[n] = scope
+        return scope
 
     def ancestors(self, node: ast.AST) -> Iterator[ast.AST]:
         """Parents of ``node``, innermost first."""
@@ -255,6 +266,24 @@ class _Builder(ast.NodeVisitor):
     def __init__(self, resolver: Resolver) -> None:
         self.r = resolver
         self.scope = resolver.module_scope
+        self.stmt: ast.stmt | None = None
+        self.lambdas = 0
+
+    def visit(self, node: ast.AST) -> None:
+        if isinstance(node, ast.Call):
+            self.r.calls.append(node)
+            if self.stmt is not None and not self.lambdas:
+                self.r.stmt_calls.setdefault(self.stmt, []).append(node)
+        elif isinstance(node, ast.stmt):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Attribute) and t.attr == "grad" for t in node.targets
+            ):
+                self.r.grad_assigns.append(node)
+            outer, self.stmt = self.stmt, node
+            super().visit(node)
+            self.stmt = outer
+            return
+        super().visit(node)
 
     def run(self) -> None:
         self.r.scope_of_node[self.r.tree] = self.scope
@@ -334,6 +363,9 @@ class _Builder(ast.NodeVisitor):
         else:
             self._bind(node.id, Binding("other", self.scope))
 
+    def visit_Constant(self, node: ast.Constant) -> None:
+        pass
+
     def visit_Global(self, node: ast.Global) -> None:
         self.scope.global_names.update(node.names)
 
@@ -380,9 +412,13 @@ class _Builder(ast.NodeVisitor):
             if a is not None:
                 self.r.parents[a] = node
                 self._bind(a.arg, Binding("param", inner, annotation=a.annotation))
-        body = node.body if isinstance(node.body, list) else [node.body]
-        for stmt in body:
-            self._visit_in(stmt, node)
+        if isinstance(node, ast.Lambda):
+            self.lambdas += 1
+            self._visit_in(node.body, node)
+            self.lambdas -= 1
+        else:
+            for stmt in node.body:
+                self._visit_in(stmt, node)
         self.scope = outer
 
     visit_FunctionDef = _function
