@@ -403,11 +403,7 @@ class _Builder(ast.NodeVisitor):
             if node.returns is not None:
                 self._visit_in(node.returns, node)
             self._bind(node.name, Binding("def", self.scope, node=node))
-        outer = self.scope
-        inner = Scope(node, "function", outer)
-        self.r.scopes.append(inner)
-        self.r.scope_of_node[node] = inner
-        self.scope = inner
+        outer, inner = self._enter(node, "function")
         for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
             if a is not None:
                 self.r.parents[a] = node
@@ -421,6 +417,15 @@ class _Builder(ast.NodeVisitor):
                 self._visit_in(stmt, node)
         self.scope = outer
 
+    def _enter(self, node: ast.AST, kind: Literal["class", "function"]) -> tuple[Scope, Scope]:
+        """Open the scope of ``node``; returns (enclosing scope, new scope)."""
+        outer = self.scope
+        inner = Scope(node, kind, outer)
+        self.r.scopes.append(inner)
+        self.r.scope_of_node[node] = inner
+        self.scope = inner
+        return outer, inner
+
     visit_FunctionDef = _function
     visit_AsyncFunctionDef = _function
     visit_Lambda = _function
@@ -429,11 +434,7 @@ class _Builder(ast.NodeVisitor):
         for expr in [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]:
             self._visit_in(expr, node)
         self._bind(node.name, Binding("class", self.scope, node=node))
-        outer = self.scope
-        inner = Scope(node, "class", outer)
-        self.r.scopes.append(inner)
-        self.r.scope_of_node[node] = inner
-        self.scope = inner
+        outer, _ = self._enter(node, "class")
         for stmt in node.body:
             self._visit_in(stmt, node)
         self.scope = outer
