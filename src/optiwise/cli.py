@@ -162,6 +162,93 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# optiwise lint
+# --------------------------------------------------------------------------------------------
+
+
+def _code_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [c for c in (part.strip() for part in text.split(",")) if c]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _cmd_lint(args: argparse.Namespace) -> int:
+    import os
+
+    from optiwise.audit import lint
+
+    if args.unsafe_fixes and not (args.fix or args.diff):
+        raise UsageError("--unsafe-fixes only applies with --fix or --diff")
+    if args.diff and args.format != "text":
+        raise UsageError("--diff prints a unified diff; use it with --format text")
+    try:
+        start = os.path.commonpath([os.path.abspath(p) for p in args.paths])
+    except ValueError:
+        start = os.getcwd()
+    report = lint.lint_paths(
+        args.paths,
+        config=lint.find_config(start),
+        select=_code_list(args.select),
+        ignore=_code_list(args.ignore) or (),
+        fix=args.fix and not args.diff,
+        unsafe_fixes=args.unsafe_fixes,
+        diff=args.diff,
+        jobs=args.jobs,
+    )
+    findings = report.findings
+    safe, unsafe = report.fixable
+    if args.diff:
+        sys.stdout.write("".join(report.diffs))
+        changed = len(report.changed_files)
+        print(
+            f"{_plural(len(report.fixed), 'finding')} would be fixed in "
+            f"{_plural(changed, 'file')}; {len(findings)} would remain",
+            file=sys.stderr,
+        )
+        status = 1 if report.diffs else 0
+    elif args.format == "json":
+        summary = {
+            "files": report.files,
+            "findings": len(findings),
+            "fixed": len(report.fixed),
+            "fixable": safe,
+            "fixable_unsafe": unsafe,
+        }
+        print(lint.format_json(findings, summary))
+        status = 1 if findings else 0
+    elif args.format == "sarif":
+        print(lint.format_sarif(findings))
+        status = 1 if findings else 0
+    else:
+        if findings:
+            print(lint.format_text(findings))
+        if report.fixed:
+            print(
+                f"Fixed {_plural(len(report.fixed), 'finding')} in "
+                f"{_plural(len(report.changed_files), 'file')}."
+            )
+        if findings:
+            hints = []
+            if safe:
+                hints.append(f"{safe} fixable with --fix")
+            if unsafe:
+                hints.append(f"{unsafe} more with --fix --unsafe-fixes")
+            extra = f" ({', '.join(hints)})" if hints else ""
+            print(
+                f"Found {_plural(len(findings), 'finding')} in "
+                f"{_plural(report.files, 'file')} checked{extra}."
+            )
+        else:
+            print(f"No findings in {_plural(report.files, 'file')} checked.")
+        status = 1 if findings else 0
+    return 0 if args.exit_zero else status
+
+
+# --------------------------------------------------------------------------------------------
 # Parser and entry point
 # --------------------------------------------------------------------------------------------
 
@@ -212,6 +299,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--power", type=float, default=None, help="warmup_poly: exponent")
     p.add_argument("--plot", metavar="PNG", default=None, help="write a PNG plot here")
     p.set_defaults(func=_cmd_schedule)
+
+    p = sub.add_parser(
+        "lint",
+        help="static checks of training scripts for optimizer and schedule mistakes",
+        description="Check training scripts for optimizer, schedule and training-loop "
+        "mistakes. Exit status: 0 no findings, 1 findings remain, 2 usage error.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files and folders to check")
+    p.add_argument("--fix", action="store_true", help="apply safe fixes in place")
+    p.add_argument(
+        "--unsafe-fixes",
+        action="store_true",
+        help="with --fix or --diff: also apply fixes that change training behaviour",
+    )
+    p.add_argument(
+        "--diff", action="store_true", help="print the fixes as a unified diff, write nothing"
+    )
+    p.add_argument("--select", metavar="CODES", help="comma-separated codes or prefixes (OW1)")
+    p.add_argument("--ignore", metavar="CODES", help="comma-separated codes or prefixes")
+    p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    p.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings remain")
+    p.add_argument(
+        "--jobs", type=int, default=None, metavar="N", help="worker processes (default: all CPUs)"
+    )
+    p.set_defaults(func=_cmd_lint)
     return parser
 
 

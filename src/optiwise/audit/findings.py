@@ -233,6 +233,25 @@ _CODES: dict[str, Rule] = {
             "the gradients are still multiplied by the loss scale, so the clip threshold is "
             "meaningless",
         ),
+        _r(
+            "OW503",
+            "zero-grad-before-step",
+            S.CRITICAL,
+            "gradients cleared between backward() and optimizer.step()",
+            "call zero_grad() before the forward pass or after optimizer.step(), never between "
+            "backward() and the step",
+            "the step then sees zero gradients: with weight decay or momentum the weights "
+            "still move, but not along the loss gradient",
+        ),
+        _r(
+            "OW504",
+            "scaled-gradients-stepped-directly",
+            S.CRITICAL,
+            "loss scaled by GradScaler but optimizer.step() called directly",
+            "call scaler.step(optimizer) and scaler.update() instead of optimizer.step()",
+            "the gradients are still multiplied by the loss scale (65536 at the start), so the "
+            "update is that much too large, and inf/NaN steps are not skipped",
+        ),
         # OW6xx: numerics
         _r(
             "OW601",
