@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# The tests use tiny tensors: one intra-op thread is faster than two, and it keeps timings
+# sane when other processes share the cores (OpenMP threads spin while they wait).
+# Subprocesses started by the tests inherit the setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import random
 
 import numpy as np
@@ -9,6 +16,8 @@ import pytest
 import torch
 
 from tests import models
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(autouse=True)
