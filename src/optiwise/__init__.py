@@ -3,6 +3,8 @@ knowledge to choose them."""
 
 from optiwise import knowledge
 from optiwise._version import __version__
+from optiwise.advisor import Recipe, inspect_model, recommend
+from optiwise.audit import Finding, audit
 from optiwise.optim.registry import (
     OptimizerSpec,
     create_optimizer,
@@ -14,14 +16,19 @@ from optiwise.params import param_groups
 from optiwise.schedules import create_scheduler, lr_curve
 
 __all__ = [
+    "Finding",
     "OptimizerSpec",
+    "Recipe",
     "__version__",
+    "audit",
     "create_optimizer",
     "create_scheduler",
     "get_spec",
+    "inspect_model",
     "knowledge",
     "list_optimizers",
     "lr_curve",
     "param_groups",
+    "recommend",
     "resolve_optimizer",
 ]
