@@ -60,6 +60,23 @@ class _ExpandMLP(nn.Module):
         return self.down(F.gelu(self.up(x)))
 
 
+def test_attention_with_wide_mlps_is_still_a_transformer() -> None:
+    layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=2048, batch_first=True)
+    model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    profile = inspect_model(model)
+    assert profile.shares["attention"] < 0.1 and profile.family == "language_transformer"
+
+
+def test_a_small_attention_block_in_a_cnn_keeps_it_a_cnn() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Sequential(nn.Conv2d(3, 64, 3), nn.BatchNorm2d(64), nn.Conv2d(64, 64, 3))
+            self.attn = nn.MultiheadAttention(8, 2)
+
+    assert inspect_model(Net()).family == "vision_cnn"
+
+
 def test_qkv_shapes_without_softmax_are_not_attention() -> None:
     model = nn.Sequential(_ExpandMLP(), _ExpandMLP())
     profile = inspect_model(model)

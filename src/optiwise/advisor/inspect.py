@@ -366,6 +366,9 @@ def inspect_model(model: nn.Module) -> ModelProfile:
         return f"{dense_share[kind]:.0%} of the non-embedding parameters"
 
     has = {k: dense_share[k] >= min_share for k in ("conv", "attention", "recurrent")}
+    if attention and not has["conv"] and not has["recurrent"]:
+        # Attention without a conv or recurrent backbone: a transformer, however wide its MLPs.
+        has["attention"] = True
     family: str
     if has["attention"] and (patch is not None or has["conv"]):
         family = "vision_transformer"
