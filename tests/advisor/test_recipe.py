@@ -191,6 +191,8 @@ def test_fine_tuning_head_split_and_tied_head() -> None:
     _, gpt = make("gpt_fine_tuning_tied_head")
     assert gpt.lr_mult is None and gpt.layer_decay is None
     assert "no separate output head" in gpt.choices["lr_mult"].reason
+    blind = recommend(family="language_transformer", pretrained=True, batch_size=32, epochs=1)
+    assert blind.lr_mult is None and "no model was given" in blind.choices["lr_mult"].reason
 
 
 def test_priority_and_batch_change_the_cnn_optimizer() -> None:

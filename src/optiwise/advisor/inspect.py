@@ -15,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from optiwise import knowledge
-from optiwise.params import block_structure
+from optiwise.params import _NORM_TYPES, block_structure
 
 __all__ = ["FAMILIES", "Family", "ModelProfile", "family_task", "inspect_model"]
 
@@ -35,15 +35,7 @@ Family = Literal[
     "mlp",
     "unknown",
 ]
-FAMILIES: tuple[str, ...] = (
-    "vision_cnn",
-    "vision_transformer",
-    "language_transformer",
-    "rnn",
-    "embedding_heavy",
-    "mlp",
-    "unknown",
-)
+FAMILIES: tuple[str, ...] = get_args(Family)
 # The knowledge task family whose defaults each model family uses.
 _FAMILY_TASK: Mapping[str, str] = MappingProxyType(
     {
@@ -58,13 +50,6 @@ _FAMILY_TASK: Mapping[str, str] = MappingProxyType(
 )
 KINDS: tuple[str, ...] = ("conv", "attention", "recurrent", "embedding", "linear", "norm", "other")
 
-_NORMS: tuple[type[nn.Module], ...] = (
-    nn.modules.batchnorm._NormBase,
-    nn.LayerNorm,
-    nn.GroupNorm,
-    nn.LocalResponseNorm,
-    nn.RMSNorm,
-)
 _SOFTMAX_TARGETS: tuple[Any, ...] = (
     F.softmax,
     torch.softmax,
@@ -251,7 +236,7 @@ def _kind_of(module: nn.Module, param: torch.Tensor, attention_ids: set[int]) ->
         return "recurrent"
     if isinstance(module, (nn.Linear, nn.Bilinear)):
         return "linear"
-    if isinstance(module, _NORMS):
+    if isinstance(module, _NORM_TYPES):
         return "norm"
     if param.ndim >= 2 and param.shape[0] == 1:
         return "embedding"  # class tokens and learned position embeddings

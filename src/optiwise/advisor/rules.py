@@ -548,6 +548,9 @@ RULES: tuple[Rule, ...] = (
         lambda s, d: (
             "one learning rate for every parameter group"
             if d["task"] != "fine_tuning"
+            else "one learning rate for every parameter group: no model was given to find "
+            "numbered blocks or an output head in"
+            if s.profile is None
             else "one learning rate for every parameter group: no numbered blocks of a vision "
             "transformer and no separate output head were found to give their own LR"
         ),
