@@ -3,6 +3,8 @@ knowledge to choose them."""
 
 from optiwise import knowledge
 from optiwise._version import __version__
+from optiwise.advisor import Recipe, inspect_model, recommend
+from optiwise.audit import Finding, audit
 from optiwise.checkpoint import load_checkpoint, save_checkpoint
 from optiwise.optim.registry import (
     OptimizerSpec,
@@ -16,18 +18,23 @@ from optiwise.schedules import create_scheduler, lr_curve
 from optiwise.train import Stepper, StepResult
 
 __all__ = [
+    "Finding",
     "OptimizerSpec",
+    "Recipe",
     "StepResult",
     "Stepper",
     "__version__",
+    "audit",
     "create_optimizer",
     "create_scheduler",
     "get_spec",
+    "inspect_model",
     "knowledge",
     "list_optimizers",
     "load_checkpoint",
     "lr_curve",
     "param_groups",
+    "recommend",
     "resolve_optimizer",
     "save_checkpoint",
 ]

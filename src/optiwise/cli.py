@@ -6,7 +6,9 @@ Errors print one line to stderr and exit with status 2; nothing else prints trac
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -248,6 +250,158 @@ def _cmd_lint(args: argparse.Namespace) -> int:
     return 0 if args.exit_zero else status
 
 
+# optiwise recommend / optiwise audit
+# --------------------------------------------------------------------------------------------
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _load_model(spec: str, kwargs_json: str | None) -> Any:
+    """Import the factory ``package.module:factory`` (nothing else) and call it."""
+    from torch import nn
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"--model must look like package.module:factory, got {spec!r}")
+    kwargs: Any = {}
+    if kwargs_json is not None:
+        try:
+            kwargs = json.loads(kwargs_json)
+        except json.JSONDecodeError as exc:
+            raise UsageError(
+                f"--model-kwargs is not valid JSON ({exc.msg}): {kwargs_json!r}"
+            ) from None
+        if not isinstance(kwargs, dict):
+            raise UsageError(f"--model-kwargs must be a JSON object, got {kwargs_json!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UsageError(
+            f"cannot import {module_name!r} for --model {spec}: {_one_line(exc)}"
+        ) from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UsageError(f"{module_name!r} has no {attr!r} (from --model {spec})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UsageError(f"--model {spec} is not callable")
+    try:
+        model = obj(**kwargs)
+    except Exception as exc:
+        raise UsageError(f"calling {spec} with {kwargs} failed: {_one_line(exc)}") from None
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _run_length(args: argparse.Namespace) -> dict[str, Any]:
+    if args.total_steps is not None:
+        if args.epochs is not None:
+            raise UsageError("give --epochs with --steps-per-epoch, or --total-steps, not both")
+        return {"total_steps": args.total_steps}
+    if args.epochs is None:
+        raise UsageError(
+            "the run length is missing: give --epochs E --steps-per-epoch S, or --total-steps T"
+        )
+    if args.steps_per_epoch is None and getattr(args, "dataset_size", None) is None:
+        raise UsageError("--epochs needs --steps-per-epoch (batches per epoch)")
+    return {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch}
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from optiwise.advisor import recommend
+
+    if args.model_kwargs is not None and args.model is None:
+        raise UsageError("--model-kwargs needs --model")
+    if args.model is not None and args.params is not None:
+        raise UsageError("give --model or --params, not both")
+    model = _load_model(args.model, args.model_kwargs) if args.model is not None else None
+    recipe = recommend(
+        model,
+        family=args.family,
+        task=args.task,
+        batch_size=args.batch_size,
+        dataset_size=args.dataset_size,
+        pretrained=args.pretrained,
+        priority=args.priority,
+        memory_budget_gb=args.memory_budget_gb,
+        world_size=args.world_size,
+        mixed_precision=args.mixed_precision,
+        n_params=args.params,
+        strong_augmentation=args.strong_augmentation,
+        **_run_length(args),
+    )
+    if args.format == "json":
+        print(recipe.to_json())
+    elif args.format == "yaml":
+        print(recipe.to_yaml(), end="")
+    elif args.format == "python":
+        print(recipe.to_code(), end="")
+    else:
+        print(recipe.explain())
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from optiwise.audit.findings import Severity
+    from optiwise.audit.runtime import (
+        audit,
+        optimizer_from_expression,
+        scheduler_from_expression,
+    )
+
+    model = _load_model(args.model, args.model_kwargs)
+    optimizer = optimizer_from_expression(args.optimizer, model)
+    scheduler = None
+    if args.scheduler is not None:
+        scheduler = scheduler_from_expression(args.scheduler, optimizer)
+    total_steps = None
+    if args.total_steps is not None or args.epochs is not None:
+        run = _run_length(args)
+        total_steps = run.get("total_steps") or round(run["epochs"] * run["steps_per_epoch"])
+    findings = audit(
+        optimizer,
+        model=model,
+        scheduler=scheduler,
+        batch_size=args.batch_size,
+        family=args.family,
+        total_steps=total_steps,
+    )
+    failing = [f for f in findings if f.severity.at_least(Severity.MAJOR)]
+    if args.format == "json":
+        print(json.dumps({"findings": [f.to_dict() for f in findings]}, indent=2))
+        return 1 if failing else 0
+    for f in findings:
+        print(f"{f.severity.value:<8} {f.code} {f.name}: {f.message}")
+        print(f"         fix: {f.fix}")
+        print(f"         why: {f.why}")
+    counts = {s.value: sum(f.severity is s for f in findings) for s in Severity}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    print(f"{len(findings)} finding(s){': ' + summary if summary else ''}")
+    return 1 if failing else 0
+
+
+def _add_model_args(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument(
+        "--model",
+        metavar="MODULE:FACTORY",
+        required=required,
+        help="import MODULE and call FACTORY(**kwargs) to build the model",
+    )
+    p.add_argument("--model-kwargs", metavar="JSON", help="keyword arguments for the factory")
+
+
+def _add_run_args(p: argparse.ArgumentParser, batch_help: str) -> None:
+    p.add_argument("--batch-size", type=int, required=True, help=batch_help)
+    p.add_argument("--epochs", type=float, default=None, help="epochs in the run")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="batches per epoch")
+    p.add_argument("--total-steps", type=int, default=None, help="optimizer steps in the run")
+
+
 # --------------------------------------------------------------------------------------------
 # Parser and entry point
 # --------------------------------------------------------------------------------------------
@@ -324,6 +478,58 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=int, default=None, metavar="N", help="worker processes (default: all CPUs)"
     )
     p.set_defaults(func=_cmd_lint)
+    from optiwise.advisor.inspect import FAMILIES
+    from optiwise.advisor.rules import PRIORITIES
+
+    p = sub.add_parser(
+        "recommend", help="recommend an optimizer, schedule and training-step recipe, explained"
+    )
+    _add_model_args(p, required=False)
+    p.add_argument("--family", choices=FAMILIES, default=None, help="model family (no model)")
+    p.add_argument("--params", type=int, default=None, help="parameter count (no model)")
+    p.add_argument(
+        "--task", choices=knowledge.TASKS, default=None, help="task family, e.g. gan, rl_policy"
+    )
+    _add_run_args(p, "samples per backward per process")
+    p.add_argument("--dataset-size", type=int, default=None, help="training examples")
+    p.add_argument("--world-size", type=int, default=1, help="data-parallel processes")
+    p.add_argument("--pretrained", action="store_true", help="fine-tune pretrained weights")
+    p.add_argument("--priority", choices=PRIORITIES, default="final_quality")
+    p.add_argument(
+        "--memory-budget-gb",
+        type=float,
+        default=None,
+        help="GiB for weights, gradients and optimizer state",
+    )
+    p.add_argument("--mixed-precision", choices=("bf16", "fp16", "fp32"), default=None)
+    p.add_argument(
+        "--strong-augmentation", action="store_true", help="RandAugment/Mixup-style augmentation"
+    )
+    p.add_argument("--format", choices=("text", "yaml", "json", "python"), default="text")
+    p.set_defaults(func=_cmd_recommend)
+
+    p = sub.add_parser(
+        "audit", help="check an optimizer/scheduler setup; exit 1 on critical or major findings"
+    )
+    _add_model_args(p, required=True)
+    p.add_argument(
+        "--optimizer",
+        required=True,
+        metavar="EXPR",
+        help='e.g. "AdamW(lr=3e-4, weight_decay=0.01)"',
+    )
+    p.add_argument(
+        "--scheduler", metavar="EXPR", help='e.g. "OneCycleLR(max_lr=0.1, total_steps=1000)"'
+    )
+    _add_run_args(p, "samples per optimizer step")
+    p.add_argument(
+        "--family",
+        choices=tuple(dict.fromkeys((*FAMILIES, *knowledge.TASKS))),
+        default=None,
+        help="model or task family (default: inspect the model)",
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=_cmd_audit)
     return parser
 
 

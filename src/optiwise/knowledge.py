@@ -144,6 +144,10 @@ class TaskInfo:
     schedule: Fact[str]
     warmup_fraction: Fact[float]
     clip_norm: Fact[float | None]
+    warmup_steps: Fact[int | None] = Fact(
+        None, "the warmup is a fraction of the run (warmup_fraction)"
+    )
+    """When set, the warmup is this many steps, capped at ``warmup_fraction`` of the run."""
 
 
 def _f(value: T, reason: str) -> Fact[T]:
@@ -194,6 +198,59 @@ SCHEDULE_WARMUP_FRACTION: Fact[float] = _f(
     "a warmup of ~5% of the run (at least a few hundred steps on long runs) is a safe "
     "default for adaptive optimizers; BERT used 1%, GPT-3 ~0.1% of a much longer run",
 )
+SMALL_BATCH: Fact[int] = _f(
+    16,
+    "below ~16 samples per device BatchNorm statistics are too noisy and SGD recipes tuned at "
+    "256 degrade (Wu & He 2018); Adam-family optimizers cope better with small batches",
+)
+MIN_PRETRAIN_BATCH: Fact[int] = _f(
+    256,
+    "transformer pretraining recipes were tuned at effective batches of at least ~256 (BERT 256 "
+    "sequences, GPT-2 512, DeiT 1024 images); below it, accumulate gradients to reach it",
+)
+LAYER_DECAY: Fact[float] = _f(
+    0.75,
+    "layer-wise LR decay for fine-tuning a transformer of numbered blocks: MAE fine-tunes "
+    "ViT-L/H with 0.75 (ViT-B 0.65), ELECTRA uses 0.8 (He et al. 2022; Clark et al. 2020)",
+)
+EMA_DECAY: Fact[float] = _f(
+    0.9999,
+    "an exponential moving average of the weights (decay 0.9999: an average over the last ~10k "
+    "steps) adds a little final accuracy to image models at no training cost (EfficientNet, "
+    "Tan & Le 2019; ConvNeXt, Liu et al. 2022)",
+)
+EMA_MAX_HORIZON_FRACTION: Fact[float] = _f(
+    0.1,
+    "an EMA helps only when its horizon 1 / (1 - decay) is a small part of the run (<= ~10%); "
+    "on shorter runs it lags behind the weights",
+)
+FP16_EPS: Fact[float] = _f(
+    1e-6,
+    "the usual Adam eps under fp16 (BERT's 1e-6): a decade above the smallest safe value, so "
+    "the denominator never rounds to zero",
+)
+MIXED_PRECISION: Fact[str] = _f(
+    "bf16",
+    "bf16 autocast keeps fp32's exponent range (no loss scaling, no eps or overflow trouble) "
+    "and halves activation memory; use fp16 with a GradScaler only where bf16 is missing "
+    "(GPUs before Ampere)",
+)
+LR_BATCH_MISMATCH_FACTOR: Fact[float] = _f(
+    2.0,
+    "an LR that stays at its reference-batch value although the batch change moves the scaled "
+    "LR by 2x or more is not scaled; smaller differences are within tuning noise",
+)
+FAMILY_MIN_SHARE: Fact[float] = _f(
+    0.1,
+    "a kind of layer (convolution, attention, recurrence) characterises a model when it holds "
+    "at least ~10% of the parameters outside the embeddings (attention is ~25% of BERT/GPT-2, "
+    "convolutions ~90% of ResNet-50)",
+)
+EMBEDDING_HEAVY_SHARE: Fact[float] = _f(
+    0.5,
+    "when embedding tables hold more than half of the parameters (recommenders, word-vector "
+    "models) their sparse row updates, not the dense layers, decide the training",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,7 +279,11 @@ _TASKS: dict[str, TaskInfo] = {
             "cosine decay matches step decay and needs no milestones "
             "(Loshchilov & Hutter 2017; He et al. 2019 'Bag of Tricks')",
         ),
-        _f(0.0, "no warmup at batch <= 1k; large batches add one (see WARMUP_BATCH)"),
+        _f(
+            0.05,
+            "5 warmup epochs of a ~100-epoch cosine run ('Bag of Tricks', He et al. 2019; "
+            "torchvision's recipes): cheap at batch 256, necessary above ~1k (Goyal et al. 2017)",
+        ),
         _f(None, "BatchNorm CNNs train stably without clipping"),
     ),
     "vision_transformer": TaskInfo(
@@ -238,8 +299,17 @@ _TASKS: dict[str, TaskInfo] = {
         "transformer language-model pretraining (BERT, GPT)",
         _f("adamw", "BERT, GPT-2/3, LLaMA all pretrain with AdamW"),
         _f("warmup_linear", "BERT: linear warmup then linear decay; GPT uses cosine"),
-        _f(0.01, "BERT warms up 10k of 1M steps; Adam's second moment is unreliable early"),
+        _f(
+            0.1,
+            "at most 10% of the run: BERT's 10k warmup steps are 1% of its 1M-step run but "
+            "10% of a 100k-step one; longer warmups only delay training",
+        ),
         _f(1.0, "BERT and GPT clip the global norm at 1.0"),
+        _f(
+            10_000,
+            "BERT warms up over 10k steps (Devlin et al. 2019); Adam's second moment is "
+            "unreliable early",
+        ),
     ),
     "fine_tuning": TaskInfo(
         "fine_tuning",
@@ -295,6 +365,12 @@ _NO_WD_ADAM = _f(
     0.0,
     "Adam's weight_decay is an L2 term scaled by the adaptive denominator, not true weight "
     "decay; use AdamW for decoupled decay (Loshchilov & Hutter 2019)",
+)
+
+_RNN_BATCH = _f(
+    64,
+    "LSTM language models with Adam at 1e-3 train on batches of ~32-128 sequences; the LR "
+    "is quoted for the middle of that range",
 )
 
 _SGD_GENERAL = Setting(
@@ -430,7 +506,10 @@ _add(
                 ),
                 reference_batch=_f(256, "typical mini-batch for the general default"),
             ),
-            "rnn": Setting(hparams={"lr": _f(1e-3, "LSTM LMs: Adam 1e-3 with clipping")}),
+            "rnn": Setting(
+                hparams={"lr": _f(1e-3, "LSTM LMs: Adam 1e-3 with clipping")},
+                reference_batch=_RNN_BATCH,
+            ),
             "rl_policy": Setting(
                 hparams={
                     "lr": _f(3e-4, "PPO's Adam LR (Schulman et al. 2017)"),
@@ -523,7 +602,10 @@ _add(
                 ),
                 reference_batch=_f(32, "BERT fine-tuning batch"),
             ),
-            "rnn": Setting(hparams={"lr": _f(1e-3, "LSTM LMs train at 1e-3 with clipping")}),
+            "rnn": Setting(
+                hparams={"lr": _f(1e-3, "LSTM LMs train at 1e-3 with clipping")},
+                reference_batch=_RNN_BATCH,
+            ),
             "rl_policy": Setting(
                 hparams={
                     "lr": _f(3e-4, "PPO's Adam LR (Schulman et al. 2017)"),

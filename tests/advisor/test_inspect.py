@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from optiwise.advisor.inspect import FAMILIES, family_task, inspect_model
+from tests import models
+
+
+@pytest.mark.parametrize(
+    "factory, family",
+    [
+        (models.TinyResNet, "vision_cnn"),
+        (models.DCGANGenerator, "vision_cnn"),
+        (models.DCGANDiscriminator, "vision_cnn"),
+        (models.TinyGPT, "language_transformer"),
+        (models.TinyBert, "language_transformer"),
+        (models.LSTMLanguageModel, "rnn"),
+        (models.TinyViT, "vision_transformer"),
+        (models.PPOPolicy, "mlp"),
+    ],
+)
+def test_families_of_real_architectures(factory: type[nn.Module], family: str) -> None:
+    profile = inspect_model(factory())
+    assert profile.family == family
+    assert profile.evidence and abs(sum(profile.shares.values()) - 1) < 1e-9
+
+
+def test_census_counts_shared_parameters_once() -> None:
+    gpt = models.TinyGPT()
+    profile = inspect_model(gpt)
+    assert profile.n_params == sum(p.numel() for p in gpt.parameters())
+    # the tied head counts as embedding, the q/k/v/proj linears as attention
+    wte = gpt.transformer["wte"].weight.numel() + gpt.transformer["wpe"].weight.numel()
+    assert profile.shares["embedding"] == pytest.approx(wte / profile.n_params)
+    attn = sum(p.numel() for blk in gpt.transformer["h"] for p in blk.attn.parameters())
+    assert profile.shares["attention"] == pytest.approx(attn / profile.n_params)
+
+
+def test_attention_found_by_structure_and_softmax() -> None:
+    gpt = inspect_model(models.TinyGPT())  # fused qkv + scaled_dot_product_attention
+    assert gpt.attention == ("transformer.h.0.attn", "transformer.h.1.attn", "transformer.h.2.attn")
+    bert = inspect_model(models.TinyBert())  # query/key/value + softmax, with a mask argument
+    assert bert.attention[0] == "encoder.layer.0.attention.self"
+    vit = inspect_model(models.TinyViT())  # nn.MultiheadAttention
+    assert len(vit.attention) == 4 and vit.patch_embedding == "patch_embed"
+
+
+class _ExpandMLP(nn.Module):
+    """A d -> 3d -> d MLP: shaped like a fused qkv projection but no softmax."""
+
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.up = nn.Linear(d, 3 * d)
+        self.down = nn.Linear(3 * d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.gelu(self.up(x)))
+
+
+def test_attention_with_wide_mlps_is_still_a_transformer() -> None:
+    layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=2048, batch_first=True)
+    model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    profile = inspect_model(model)
+    assert profile.shares["attention"] < 0.1 and profile.family == "language_transformer"
+
+
+def test_a_small_attention_block_in_a_cnn_keeps_it_a_cnn() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Sequential(nn.Conv2d(3, 64, 3), nn.BatchNorm2d(64), nn.Conv2d(64, 64, 3))
+            self.attn = nn.MultiheadAttention(8, 2)
+
+    assert inspect_model(Net()).family == "vision_cnn"
+
+
+def test_qkv_shapes_without_softmax_are_not_attention() -> None:
+    model = nn.Sequential(_ExpandMLP(), _ExpandMLP())
+    profile = inspect_model(model)
+    assert profile.attention == () and profile.family == "mlp"
+
+
+class _DataDependentAttention(nn.Module):
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace this
+            x = x * 2
+        a = torch.softmax(self.q(x) @ self.k(x).transpose(-1, -2), dim=-1)
+        return a @ self.v(x)
+
+
+def test_untraceable_attention_counts_by_structure_and_says_so() -> None:
+    model = nn.Sequential(nn.Embedding(10, 16), _DataDependentAttention())
+    profile = inspect_model(model)
+    assert profile.attention == ("1",) and profile.family == "language_transformer"
+    assert any("could not be traced" in e for e in profile.evidence)
+
+
+def test_family_comes_from_structure_not_the_class_name() -> None:
+    class ResNet(models.LSTMLanguageModel):  # misleading name
+        pass
+
+    assert inspect_model(ResNet()).family == "rnn"
+
+
+def test_embedding_heavy_and_unknown() -> None:
+    rec = nn.ModuleDict(dict(users=nn.Embedding(5000, 32), products=nn.Embedding(3000, 32)))
+    rec["score"] = nn.Linear(64, 1)
+    assert inspect_model(rec).family == "embedding_heavy"
+
+    class Raw(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(32, 32))
+
+    profile = inspect_model(Raw())
+    assert profile.family == "unknown" and profile.task == "general"
+    assert "no known kind" in profile.evidence[-2]
+
+
+def test_blocks_and_heads() -> None:
+    assert inspect_model(models.TinyResNet()).n_blocks == 3
+    bert = inspect_model(models.TinyBert(classes=3))
+    assert bert.n_blocks == 3 and bert.head == "classifier"
+    assert inspect_model(models.TinyViT()).head == "head"
+    gpt = inspect_model(models.TinyGPT())
+    assert gpt.head is None and any("tied" in e for e in gpt.evidence)
+    lstm = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    assert inspect_model(lstm).head == "2"
+
+
+def test_norm_counts_and_dict_form() -> None:
+    profile = inspect_model(models.TinyResNet())
+    assert profile.batch_norms == 15 and profile.layer_norms == 0
+    d = profile.to_dict()
+    assert d["family"] == "vision_cnn" and d["head"] == "fc" and d["n_blocks"] == 3
+    assert "vision_cnn" in profile.summary() and "conv" in profile.summary()
+
+
+def test_family_task_mapping_and_bad_input() -> None:
+    assert {family_task(f) for f in FAMILIES} <= {
+        "vision_cnn",
+        "vision_transformer",
+        "language_transformer",
+        "rnn",
+        "general",
+        "tabular_mlp",
+    }
+    with pytest.raises(ValueError, match="Unknown model family 'cnn'"):
+        family_task("cnn")
+    with pytest.raises(TypeError, match=r"needs an nn\.Module"):
+        inspect_model([1, 2])  # type: ignore[arg-type]
+    frozen = nn.Linear(3, 3).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        inspect_model(frozen)
