@@ -123,17 +123,15 @@ class LAMB(OptiwiseOptimizer):
         loss = self._run_closure(closure)
         for group in self.param_groups:
             params, grads = self._params_with_grads(group)
-            exp_avgs, exp_avg_sqs, steps = [], [], []
+            steps = []
             for p in params:
                 state = self.state[p]
-                if not state:
+                if "step" not in state:
                     state["step"] = torch.tensor(0.0)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
                 steps.append(int(state["step"].item()))
-                exp_avgs.append(state["exp_avg"])
-                exp_avg_sqs.append(state["exp_avg_sq"])
+            exp_avgs = self._state_buffers(params, "exp_avg")
+            exp_avg_sqs = self._state_buffers(params, "exp_avg_sq")
             fn = (
                 lamb_multi_tensor
                 if self._use_foreach(group["foreach"], params)

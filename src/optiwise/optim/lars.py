@@ -114,16 +114,9 @@ class LARS(OptiwiseOptimizer):
         loss = self._run_closure(closure)
         for group in self.param_groups:
             params, grads = self._params_with_grads(group)
-            bufs: list[torch.Tensor] | None = None
+            bufs = None
             if group["momentum"] != 0:
-                bufs = []
-                for p in params:
-                    state = self.state[p]
-                    if "momentum_buffer" not in state:
-                        state["momentum_buffer"] = torch.zeros_like(
-                            p, memory_format=torch.preserve_format
-                        )
-                    bufs.append(state["momentum_buffer"])
+                bufs = self._state_buffers(params, "momentum_buffer")
             fn = (
                 lars_multi_tensor
                 if self._use_foreach(group["foreach"], params)

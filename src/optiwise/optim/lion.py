@@ -77,12 +77,7 @@ class Lion(OptiwiseOptimizer):
         loss = self._run_closure(closure)
         for group in self.param_groups:
             params, grads = self._params_with_grads(group)
-            exp_avgs = []
-            for p in params:
-                state = self.state[p]
-                if "exp_avg" not in state:
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                exp_avgs.append(state["exp_avg"])
+            exp_avgs = self._state_buffers(params, "exp_avg")
             fn = (
                 lion_multi_tensor
                 if self._use_foreach(group["foreach"], params)
