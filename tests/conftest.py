@@ -10,6 +10,10 @@ import torch
 
 from tests import models
 
+# The tests use small models, where a second intra-op thread gains little; on a machine whose
+# two cores are shared, torch's spinning worker threads made the suite several times slower.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
