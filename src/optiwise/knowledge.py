@@ -1020,7 +1020,8 @@ _add(
         name="lars",
         display="LARS",
         family=_f(
-            "layerwise", "momentum SGD with a per-tensor trust ratio eta ||w|| / ||g + wd w||"
+            "layerwise",
+            "momentum SGD with a per-tensor trust ratio eta ||w|| / (||g|| + wd ||w||)",
         ),
         paper="You et al. 2017, 'Large Batch Training of Convolutional Networks'",
         settings={

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from optiwise.optim import LAMB, LARS, Lion
 from tests.optim.demo_optimizer import DemoMomentum
 
 
@@ -53,6 +54,43 @@ CASES: list[Case] = [
 # optiwise's own optimizers ------------------------------------------------------------------
 
 # Lion, LAMB, LARS
+CASES += [
+    Case("lion", lambda params, **kw: Lion(params, **{"lr": 1e-3, "weight_decay": 0.1, **kw})),
+    Case("lamb", lambda params, **kw: LAMB(params, **{"lr": 1e-2, "weight_decay": 0.01, **kw})),
+    Case(
+        "lamb_v3_clamped",
+        lambda params, **kw: LAMB(
+            params,
+            **{
+                "lr": 1e-2,
+                "weight_decay": 0.01,
+                "bias_correction": False,
+                "max_weight_norm": 1.0,
+                "max_trust_ratio": 0.5,
+                **kw,
+            },
+        ),
+    ),
+    Case(
+        "lamb_exclude_no_decay",
+        lambda params, **kw: LAMB(params, **{"lr": 1e-2, "exclude_no_decay": True, **kw}),
+    ),
+    Case(
+        "lars",
+        lambda params, **kw: LARS(
+            params, **{"lr": 1.0, "weight_decay": 1e-4, "trust_coefficient": 0.02, **kw}
+        ),
+    ),
+    Case(
+        "lars_nesterov",
+        lambda params, **kw: LARS(
+            params,
+            **{"lr": 1.0, "weight_decay": 1e-4, "trust_coefficient": 0.02, "nesterov": True, **kw},
+        ),
+    ),
+    # weight_decay 0: every group is excluded from the adaptation (plain momentum SGD)
+    Case("lars_excluded", lambda params, **kw: LARS(params, **{"lr": 0.1, **kw})),
+]
 
 # SophiaG, schedule-free AdamW
 

@@ -43,7 +43,7 @@ def random_batch(step: int, n: int = 64, dim: int = 10, classes: int = 4) -> tup
 
 def _loss(model: nn.Module, step: int) -> Tensor:
     x, y = random_batch(step)
-    return nn.functional.cross_entropy(model(x), y)
+    return nn.functional.cross_entropy(model(x.to(next(model.parameters()).dtype)), y)
 
 
 def run_optimizer(
@@ -133,3 +133,31 @@ def train_digits(
         opt.step()
     with torch.no_grad():
         return nn.functional.cross_entropy(model(x_tr), y_tr).item()
+
+
+def lr_per_step(
+    make: Callable[[Iterable[Tensor]], torch.optim.Optimizer], factor: Callable[[int], float]
+) -> Callable[[Iterable[Tensor]], torch.optim.Optimizer]:
+    """``make``, but step ``t`` (from 1) runs with every group's LR times ``factor(t)``.
+
+    For runs with a changing LR, and for published variants that rescale the step by a
+    per-step factor (e.g. a bias correction applied after a trust ratio).
+    """
+
+    def build(params: Iterable[Tensor]) -> torch.optim.Optimizer:
+        opt = make(params)
+        base = [group["lr"] for group in opt.param_groups]
+        inner = opt.step
+        t = 0
+
+        def step(closure: Callable[[], Any] | None = None) -> Any:
+            nonlocal t
+            t += 1
+            for group, lr in zip(opt.param_groups, base, strict=True):
+                group["lr"] = lr * factor(t)
+            return inner(closure)
+
+        opt.step = step  # type: ignore[method-assign]
+        return opt
+
+    return build

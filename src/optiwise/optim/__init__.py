@@ -1,5 +1,8 @@
 """Optimizers torch.optim lacks, and the registry over them and torch's own."""
 
+from optiwise.optim.lamb import LAMB
+from optiwise.optim.lars import LARS
+from optiwise.optim.lion import Lion
 from optiwise.optim.registry import (
     OptimizerSpec,
     RegistryEntry,
@@ -12,6 +15,9 @@ from optiwise.optim.registry import (
 )
 
 __all__ = [
+    "LAMB",
+    "LARS",
+    "Lion",
     "OptimizerSpec",
     "RegistryEntry",
     "canonical_name",

@@ -5,6 +5,7 @@ Subclasses implement ``step`` with update math in functions over lists of tensor
 
 - :meth:`_params_with_grads`: the group's parameters that have a gradient, refusing sparse
   gradients with a clear error;
+- :meth:`_state_buffers`: per-parameter state tensors, created as zeros on first use;
 - :meth:`_run_closure`: ``step(closure)`` semantics;
 - :meth:`_use_foreach`: the ``foreach=None`` policy;
 - a :meth:`load_state_dict` that validates the whole state dict first (same optimizer, same
@@ -52,6 +53,16 @@ class OptiwiseOptimizer(Optimizer):
             params.append(p)
             grads.append(p.grad)
         return params, grads
+
+    def _state_buffers(self, params: list[Tensor], key: str) -> list[Tensor]:
+        """``self.state[p][key]`` for each of ``params``, created as zeros on first use."""
+        buffers: list[Tensor] = []
+        for p in params:
+            state = self.state[p]
+            if key not in state:
+                state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            buffers.append(state[key])
+        return buffers
 
     @staticmethod
     def _run_closure(closure: Callable[[], Any] | None) -> Any:

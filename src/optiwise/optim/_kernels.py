@@ -15,6 +15,10 @@ from torch import Tensor
 
 __all__ = [
     "adamw_single_tensor",
+    "lamb_multi_tensor",
+    "lamb_single_tensor",
+    "lars_multi_tensor",
+    "lars_single_tensor",
     "lion_multi_tensor",
     "lion_single_tensor",
 ]
@@ -115,9 +119,219 @@ def lion_multi_tensor(
 # --------------------------------------------------------------------------------------------
 
 
+def _lamb_trust_ratio(
+    w_norm: Tensor, u_norm: Tensor, max_weight_norm: float | None, max_trust_ratio: float | None
+) -> Tensor:
+    """``phi(||w||) / ||u||``, 1 where either norm is 0; elementwise over stacked norms."""
+    if max_weight_norm is not None:
+        w_norm = w_norm.clamp(max=max_weight_norm)
+    ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
+    if max_trust_ratio is not None:
+        ratio = ratio.clamp(max=max_trust_ratio)
+    return ratio
+
+
+def _bias_corrections(beta1: float, beta2: float, step: int) -> tuple[float, float]:
+    """``(1 - b1^t, sqrt(1 - b2^t))``."""
+    return 1 - beta1**step, (1 - beta2**step) ** 0.5
+
+
+def lamb_single_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    bias_correction: bool,
+    adapt: bool,
+    max_weight_norm: float | None,
+    max_trust_ratio: float | None,
+    maximize: bool,
+) -> None:
+    """One LAMB step per tensor; ``steps[i]`` is tensor i's step count after this step.
+
+    ``m <- b1 m + (1 - b1) g``; ``v <- b2 v + (1 - b2) g^2``;
+    ``u = m_hat / (sqrt(v_hat) + eps) + wd w`` (``m_hat = m / (1 - b1^t)``,
+    ``v_hat = v / (1 - b2^t)``, or ``m``, ``v`` without ``bias_correction``);
+    ``r = min(||w||, max_weight_norm) / ||u||`` (1 where either norm is 0, at most
+    ``max_trust_ratio``; 1 when not ``adapt``); ``w <- w - lr r u``.
+    """
+    for param, grad, m, v, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps, strict=True):
+        g = -grad if maximize else grad
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        if bias_correction:
+            bias1, bias2_sqrt = _bias_corrections(beta1, beta2, step)
+            update = m.div(v.sqrt().div_(bias2_sqrt).add_(eps)).div_(bias1)
+        else:
+            update = m.div(v.sqrt().add_(eps))
+        if weight_decay != 0:
+            update.add_(param, alpha=weight_decay)
+        if adapt:
+            update.mul_(
+                _lamb_trust_ratio(
+                    torch.linalg.vector_norm(param),
+                    torch.linalg.vector_norm(update),
+                    max_weight_norm,
+                    max_trust_ratio,
+                )
+            )
+        param.add_(update, alpha=-lr)
+
+
+def lamb_multi_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    bias_correction: bool,
+    adapt: bool,
+    max_weight_norm: float | None,
+    max_trust_ratio: float | None,
+    maximize: bool,
+) -> None:
+    """:func:`lamb_single_tensor` with ``_foreach`` ops over the whole list."""
+    if not params:
+        return
+    gs = torch._foreach_neg(grads) if maximize else grads
+    torch._foreach_lerp_(exp_avgs, gs, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, gs, gs, value=1 - beta2)
+    denoms = torch._foreach_sqrt(exp_avg_sqs)
+    if bias_correction:
+        corrections = [_bias_corrections(beta1, beta2, step) for step in steps]
+        torch._foreach_div_(denoms, [c[1] for c in corrections])
+        torch._foreach_add_(denoms, eps)
+        updates = torch._foreach_div(exp_avgs, denoms)
+        torch._foreach_div_(updates, [c[0] for c in corrections])
+    else:
+        torch._foreach_add_(denoms, eps)
+        updates = torch._foreach_div(exp_avgs, denoms)
+    del denoms
+    if weight_decay != 0:
+        torch._foreach_add_(updates, params, alpha=weight_decay)
+    if adapt:
+        ratios = _lamb_trust_ratio(
+            torch.stack(torch._foreach_norm(params)),
+            torch.stack(torch._foreach_norm(updates)),
+            max_weight_norm,
+            max_trust_ratio,
+        )
+        torch._foreach_mul_(updates, list(ratios.unbind()))
+    torch._foreach_add_(params, updates, alpha=-lr)
+
+
 # --------------------------------------------------------------------------------------------
 # LARS (You et al. 2017)
 # --------------------------------------------------------------------------------------------
+
+
+def _lars_trust_ratio(
+    w_norm: Tensor, g_norm: Tensor, trust_coefficient: float, weight_decay: float, eps: float
+) -> Tensor:
+    """``eta ||w|| / (||g|| + wd ||w|| + eps)``, 1 where either norm is 0; elementwise."""
+    ratio = trust_coefficient * w_norm / (g_norm + weight_decay * w_norm + eps)
+    return torch.where((w_norm > 0) & (g_norm > 0), ratio, torch.ones_like(ratio))
+
+
+def lars_single_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffers: list[Tensor] | None,
+    *,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    trust_coefficient: float,
+    eps: float,
+    nesterov: bool,
+    adapt: bool,
+    maximize: bool,
+) -> None:
+    """One LARS step per tensor, in the paper's form (the LR inside the velocity).
+
+    ``u = r (g + wd w)`` with the trust ratio ``r = eta ||w|| / (||g|| + wd ||w|| + eps)``
+    (1 where ``||w||`` or ``||g||`` is 0, or when not ``adapt``); ``v <- mu v + lr u``;
+    ``w <- w - v`` (Nesterov: ``w <- w - (mu v + lr u)``). ``momentum_buffers`` is None
+    when ``momentum == 0``: then ``w <- w - lr u``.
+    """
+    for i, (param, grad) in enumerate(zip(params, grads, strict=True)):
+        g = -grad if maximize else grad
+        update = g.add(param, alpha=weight_decay) if adapt or weight_decay != 0 else g
+        if adapt:
+            update.mul_(
+                _lars_trust_ratio(
+                    torch.linalg.vector_norm(param),
+                    torch.linalg.vector_norm(g),
+                    trust_coefficient,
+                    weight_decay,
+                    eps,
+                )
+            )
+        if momentum_buffers is None:
+            param.add_(update, alpha=-lr)
+            continue
+        buf = momentum_buffers[i]
+        buf.mul_(momentum).add_(update, alpha=lr)
+        if nesterov:
+            param.add_(buf, alpha=-momentum).add_(update, alpha=-lr)
+        else:
+            param.sub_(buf)
+
+
+def lars_multi_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffers: list[Tensor] | None,
+    *,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    trust_coefficient: float,
+    eps: float,
+    nesterov: bool,
+    adapt: bool,
+    maximize: bool,
+) -> None:
+    """:func:`lars_single_tensor` with ``_foreach`` ops over the whole list."""
+    if not params:
+        return
+    gs = torch._foreach_neg(grads) if maximize else grads
+    updates = list(gs)
+    if adapt or weight_decay != 0:
+        updates = list(torch._foreach_add(gs, params, alpha=weight_decay))
+    if adapt:
+        ratios = _lars_trust_ratio(
+            torch.stack(torch._foreach_norm(params)),
+            torch.stack(torch._foreach_norm(gs)),
+            trust_coefficient,
+            weight_decay,
+            eps,
+        )
+        torch._foreach_mul_(updates, list(ratios.unbind()))
+    if momentum_buffers is None:
+        torch._foreach_add_(params, updates, alpha=-lr)
+        return
+    torch._foreach_mul_(momentum_buffers, momentum)
+    torch._foreach_add_(momentum_buffers, updates, alpha=lr)
+    if nesterov:
+        torch._foreach_add_(params, momentum_buffers, alpha=-momentum)
+        torch._foreach_add_(params, updates, alpha=-lr)
+    else:
+        torch._foreach_sub_(params, momentum_buffers)
 
 
 # --------------------------------------------------------------------------------------------

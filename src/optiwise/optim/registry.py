@@ -23,6 +23,9 @@ from torch.optim.optimizer import _get_fused_kernels_supported_devices
 from optiwise import knowledge
 from optiwise.knowledge import Fact
 from optiwise.optim._validation import validate_hparams
+from optiwise.optim.lamb import LAMB
+from optiwise.optim.lars import LARS
+from optiwise.optim.lion import Lion
 from optiwise.params import NoDecayRule, iter_trainable, param_groups
 
 __all__ = [
@@ -402,6 +405,9 @@ register_optimizer(RegistryEntry("adafactor", torch.optim.Adafactor))
 # --------------------------------------------------------------------------------------------
 
 # Lion, LAMB, LARS
+register_optimizer(RegistryEntry("lion", Lion))
+register_optimizer(RegistryEntry("lamb", LAMB))
+register_optimizer(RegistryEntry("lars", LARS))
 
 # SophiaG, schedule-free AdamW
 

@@ -1,0 +1,97 @@
+"""Lion: evolved sign momentum (Chen et al. 2023)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+import torch
+
+from optiwise.optim._base import OptiwiseOptimizer, StateKind
+from optiwise.optim._kernels import lion_multi_tensor, lion_single_tensor
+from optiwise.optim._validation import check_positive, validate_hparams
+
+__all__ = ["Lion"]
+
+
+class Lion(OptiwiseOptimizer):
+    """Lion (EvoLved Sign Momentum), Chen et al. 2023, "Symbolic Discovery of Optimization
+    Algorithms" (Program 1).
+
+    Per tensor, with gradient ``g`` and momentum ``m``::
+
+        c = beta1 * m + (1 - beta1) * g
+        w = w * (1 - lr * weight_decay) - lr * sign(c)
+        m = beta2 * m + (1 - beta2) * g
+
+    The update has unit magnitude per coordinate, so Lion's LR is 3-10x below AdamW's and
+    its decoupled weight decay 3-10x above (``lr * weight_decay`` is the decay strength).
+    Identical to ``lion_pytorch.Lion`` with its default ``decoupled_weight_decay=False``.
+
+    Parameters
+    ----------
+    params:
+        Parameters or param-group dicts.
+    lr:
+        Learning rate (> 0).
+    betas:
+        ``(beta1, beta2)`` in [0, 1): beta1 interpolates the update, beta2 the momentum.
+    weight_decay:
+        Decoupled weight decay (>= 0), multiplied by ``lr``.
+    maximize:
+        Maximize the objective (the gradient is negated).
+    foreach:
+        Use the multi-tensor path; ``None`` picks it on CUDA only.
+
+    State
+    -----
+    ``exp_avg``: the momentum ``m``, shaped like the parameter.
+    """
+
+    state_keys: ClassVar[Mapping[str, StateKind]] = {"exp_avg": "param"}
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+    ) -> None:
+        check_positive("learning rate", lr)
+        validate_hparams({"betas": betas, "weight_decay": weight_decay})
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            weight_decay=weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+        )
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimization step; ``closure`` re-evaluates the loss."""
+        loss = self._run_closure(closure)
+        for group in self.param_groups:
+            params, grads = self._params_with_grads(group)
+            exp_avgs = self._state_buffers(params, "exp_avg")
+            fn = (
+                lion_multi_tensor
+                if self._use_foreach(group["foreach"], params)
+                else lion_single_tensor
+            )
+            beta1, beta2 = group["betas"]
+            fn(
+                params,
+                grads,
+                exp_avgs,
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=group["weight_decay"],
+                maximize=group["maximize"],
+            )
+        return loss
