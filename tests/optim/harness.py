@@ -43,7 +43,8 @@ def random_batch(step: int, n: int = 64, dim: int = 10, classes: int = 4) -> tup
 
 def _loss(model: nn.Module, step: int) -> Tensor:
     x, y = random_batch(step)
-    return nn.functional.cross_entropy(model(x), y)
+    dtype = next(model.parameters()).dtype
+    return nn.functional.cross_entropy(model(x.to(dtype)), y)
 
 
 def run_optimizer(
