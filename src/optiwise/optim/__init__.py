@@ -10,13 +10,18 @@ from optiwise.optim.registry import (
     register_optimizer,
     resolve_optimizer,
 )
+from optiwise.optim.sophia import SophiaG, gnb_hessian, gnb_loss, hutchinson_hessian
 
 __all__ = [
     "OptimizerSpec",
     "RegistryEntry",
+    "SophiaG",
     "canonical_name",
     "create_optimizer",
     "get_spec",
+    "gnb_hessian",
+    "gnb_loss",
+    "hutchinson_hessian",
     "list_optimizers",
     "register_optimizer",
     "resolve_optimizer",

@@ -17,6 +17,10 @@ __all__ = [
     "adamw_single_tensor",
     "lion_multi_tensor",
     "lion_single_tensor",
+    "sophiag_hessian_multi_tensor",
+    "sophiag_hessian_single_tensor",
+    "sophiag_multi_tensor",
+    "sophiag_single_tensor",
 ]
 
 
@@ -123,6 +127,100 @@ def lion_multi_tensor(
 # --------------------------------------------------------------------------------------------
 # SophiaG (Liu et al. 2023)
 # --------------------------------------------------------------------------------------------
+
+
+def sophiag_single_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    hessians: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """One SophiaG step per tensor (the Hessian EMA ``h`` is refreshed separately).
+
+    ``w <- w (1 - lr wd)``; ``m <- b1 m + (1 - b1) g``;
+    ``w <- w - lr clamp(m / max(rho h, eps), -1, 1)``.
+    """
+    for param, grad, m, h in zip(params, grads, exp_avgs, hessians, strict=True):
+        g = -grad if maximize else grad
+        if weight_decay != 0:
+            param.mul_(1 - lr * weight_decay)
+        m.lerp_(g, 1 - beta1)
+        denom = torch.mul(h, rho).clamp_(min=eps)
+        ratio = torch.div(m, denom).clamp_(-1.0, 1.0)
+        param.add_(ratio, alpha=-lr)
+
+
+def sophiag_multi_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    hessians: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """:func:`sophiag_single_tensor` with ``_foreach`` ops over the whole list."""
+    if not params:
+        return
+    gs = torch._foreach_neg(grads) if maximize else grads
+    if weight_decay != 0:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    torch._foreach_lerp_(exp_avgs, gs, 1 - beta1)
+    denoms = torch._foreach_mul(hessians, rho)
+    torch._foreach_clamp_min_(denoms, eps)
+    ratios = torch._foreach_div(exp_avgs, denoms)
+    torch._foreach_clamp_min_(ratios, -1.0)
+    torch._foreach_clamp_max_(ratios, 1.0)
+    torch._foreach_add_(params, ratios, alpha=-lr)
+
+
+def sophiag_hessian_single_tensor(
+    hessians: list[Tensor],
+    estimates: list[Tensor],
+    *,
+    beta2: float,
+    square_scale: float | None = None,
+) -> None:
+    """Refresh the Hessian EMA per tensor.
+
+    ``h <- b2 h + (1 - b2) e`` for diagonal Hessian estimates ``e``; with ``square_scale=B``
+    the ``e`` are gradients of the sampled-label loss and ``h <- b2 h + (1 - b2) B e^2``
+    (the Gauss-Newton-Bartlett estimate).
+    """
+    for h, e in zip(hessians, estimates, strict=True):
+        h.mul_(beta2)
+        if square_scale is None:
+            h.add_(e, alpha=1 - beta2)
+        else:
+            h.addcmul_(e, e, value=(1 - beta2) * square_scale)
+
+
+def sophiag_hessian_multi_tensor(
+    hessians: list[Tensor],
+    estimates: list[Tensor],
+    *,
+    beta2: float,
+    square_scale: float | None = None,
+) -> None:
+    """:func:`sophiag_hessian_single_tensor` with ``_foreach`` ops."""
+    if not hessians:
+        return
+    torch._foreach_mul_(hessians, beta2)
+    if square_scale is None:
+        torch._foreach_add_(hessians, estimates, alpha=1 - beta2)
+    else:
+        torch._foreach_addcmul_(hessians, estimates, estimates, value=(1 - beta2) * square_scale)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from torch.optim.optimizer import _get_fused_kernels_supported_devices
 from optiwise import knowledge
 from optiwise.knowledge import Fact
 from optiwise.optim._validation import validate_hparams
+from optiwise.optim.sophia import SophiaG
 from optiwise.params import NoDecayRule, iter_trainable, param_groups
 
 __all__ = [
@@ -404,6 +405,7 @@ register_optimizer(RegistryEntry("adafactor", torch.optim.Adafactor))
 # Lion, LAMB, LARS
 
 # SophiaG, schedule-free AdamW
+register_optimizer(RegistryEntry("sophiag", SophiaG, aliases=("sophia", "sophia_g")))
 
 # 8-bit AdamW and Lion
 
