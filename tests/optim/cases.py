@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from optiwise.optim import SophiaG
+from optiwise.optim import ScheduleFreeAdamW, SophiaG
 from tests.optim.demo_optimizer import DemoMomentum
 
 
@@ -84,6 +84,17 @@ CASES += [
         "sophiag_hessian",
         lambda params, **kw: SophiaGRefreshing(
             params, **{"lr": 1e-2, "rho": 0.05, "weight_decay": 0.01, **kw}
+        ),
+    ),
+    Case(
+        "schedule_free_adamw",
+        lambda params, **kw: ScheduleFreeAdamW(params, **{"lr": 1e-2, "warmup_steps": 5, **kw}),
+    ),
+    Case(
+        "schedule_free_adamw_paper",
+        lambda params, **kw: ScheduleFreeAdamW(
+            params,
+            **{"lr": 1e-2, "bias_correction": "lr", "r": 1.0, "weight_decay": 0.0, **kw},
         ),
     ),
 ]

@@ -10,11 +10,13 @@ from optiwise.optim.registry import (
     register_optimizer,
     resolve_optimizer,
 )
+from optiwise.optim.schedule_free import ScheduleFreeAdamW
 from optiwise.optim.sophia import SophiaG, gnb_hessian, gnb_loss, hutchinson_hessian
 
 __all__ = [
     "OptimizerSpec",
     "RegistryEntry",
+    "ScheduleFreeAdamW",
     "SophiaG",
     "canonical_name",
     "create_optimizer",

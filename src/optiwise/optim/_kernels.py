@@ -17,6 +17,8 @@ __all__ = [
     "adamw_single_tensor",
     "lion_multi_tensor",
     "lion_single_tensor",
+    "schedule_free_adamw_multi_tensor",
+    "schedule_free_adamw_single_tensor",
     "sophiag_hessian_multi_tensor",
     "sophiag_hessian_single_tensor",
     "sophiag_multi_tensor",
@@ -226,6 +228,72 @@ def sophiag_hessian_multi_tensor(
 # --------------------------------------------------------------------------------------------
 # Schedule-free AdamW (Defazio et al. 2024)
 # --------------------------------------------------------------------------------------------
+
+
+def schedule_free_adamw_single_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    zs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    *,
+    lr: float,
+    ckp1: float,
+    beta1: float,
+    beta2: float,
+    bias_correction2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """One schedule-free AdamW step per tensor; ``params`` hold ``y`` and are updated to the
+    next ``y`` without storing ``x``.
+
+    ``v <- b2 v + (1 - b2) g^2``; ``u = g / (sqrt(v / bc2) + eps) + wd y``;
+    ``z' = z - lr u``; ``x' = (1 - c) x + c z'``; ``y' = b1 x' + (1 - b1) z'``, computed as
+    ``y' = lerp(y, z, c) + lr (b1 (1 - c) - 1) u`` (``c`` is ``ckp1``, the averaging weight).
+    """
+    for y, grad, z, v in zip(params, grads, zs, exp_avg_sqs, strict=True):
+        g = -grad if maximize else grad
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = v.div(bias_correction2).sqrt_().add_(eps)
+        u = torch.div(g, denom)
+        if weight_decay != 0:
+            u.add_(y, alpha=weight_decay)
+        y.lerp_(z, ckp1)
+        y.add_(u, alpha=lr * (beta1 * (1 - ckp1) - 1))
+        z.sub_(u, alpha=lr)
+
+
+def schedule_free_adamw_multi_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    zs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    *,
+    lr: float,
+    ckp1: float,
+    beta1: float,
+    beta2: float,
+    bias_correction2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """:func:`schedule_free_adamw_single_tensor` with ``_foreach`` ops over the whole list."""
+    if not params:
+        return
+    gs = torch._foreach_neg(grads) if maximize else grads
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, gs, gs, value=1 - beta2)
+    denoms = torch._foreach_div(exp_avg_sqs, bias_correction2)
+    torch._foreach_sqrt_(denoms)
+    torch._foreach_add_(denoms, eps)
+    us = torch._foreach_div(gs, denoms)
+    if weight_decay != 0:
+        torch._foreach_add_(us, params, alpha=weight_decay)
+    torch._foreach_lerp_(params, zs, ckp1)
+    torch._foreach_add_(params, us, alpha=lr * (beta1 * (1 - ckp1) - 1))
+    torch._foreach_sub_(zs, us, alpha=lr)
 
 
 # --------------------------------------------------------------------------------------------

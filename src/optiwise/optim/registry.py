@@ -23,6 +23,7 @@ from torch.optim.optimizer import _get_fused_kernels_supported_devices
 from optiwise import knowledge
 from optiwise.knowledge import Fact
 from optiwise.optim._validation import validate_hparams
+from optiwise.optim.schedule_free import ScheduleFreeAdamW
 from optiwise.optim.sophia import SophiaG
 from optiwise.params import NoDecayRule, iter_trainable, param_groups
 
@@ -406,6 +407,13 @@ register_optimizer(RegistryEntry("adafactor", torch.optim.Adafactor))
 
 # SophiaG, schedule-free AdamW
 register_optimizer(RegistryEntry("sophiag", SophiaG, aliases=("sophia", "sophia_g")))
+register_optimizer(
+    RegistryEntry(
+        "schedule_free_adamw",
+        ScheduleFreeAdamW,
+        aliases=("schedulefree_adamw", "adamw_schedule_free", "adamw_schedulefree", "sf_adamw"),
+    )
+)
 
 # 8-bit AdamW and Lion
 
