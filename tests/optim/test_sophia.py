@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,14 +34,7 @@ from tests.optim.harness import (
     train_digits,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """The models here are tiny: intra-op threads only add overhead (and contention)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # fp32 vs the float64 reference: SophiaG divides by a curvature estimate, so where a small
