@@ -1123,7 +1123,9 @@ _add(
                     "weight_decay": _f(0.01, "as AdamW; decoupled"),
                 },
                 lr_range=_f((1e-4, 3e-2), "AdamW's range shifted up by up to 10x"),
-                reference_batch=_f(256, "as AdamW"),
+                reference_batch=_f(
+                    256, "AdamW's reference batch: its LRs are quoted relative to AdamW's"
+                ),
             ),
         },
         state_bytes=_f(8.0, "the z sequence and the second moment, both fp32"),

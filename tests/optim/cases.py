@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from optiwise.optim import LAMB, LARS, Lion
+from optiwise.optim import LAMB, LARS, Lion, ScheduleFreeAdamW, SophiaG
 from tests.optim.demo_optimizer import DemoMomentum
 
 
@@ -93,5 +93,47 @@ CASES += [
 ]
 
 # SophiaG, schedule-free AdamW
+
+
+class SophiaGRefreshing(SophiaG):
+    """SophiaG that refreshes its Hessian EMA from ``.grad`` (``update_hessian(batch_size=B)``)
+    before every ``every``-th step (the 1st, the ``every + 1``-th, ...), so that checks
+    driving only ``step()`` cover the Hessian path."""
+
+    def __init__(self, params: Any, *, every: int = 3, batch_size: int = 32, **kw: Any) -> None:
+        super().__init__(params, **kw)
+        self.every, self.batch_size = every, batch_size
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = self._run_closure(closure)
+        with_grad = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        state = self.state.get(with_grad[0]) if with_grad else None
+        if (state["step"] if state else 0) % self.every == 0:
+            self.update_hessian(batch_size=self.batch_size)
+        super().step()
+        return loss
+
+
+CASES += [
+    Case("sophiag", lambda params, **kw: SophiaG(params, **{"lr": 1e-2, **kw})),
+    Case(
+        "sophiag_hessian",
+        lambda params, **kw: SophiaGRefreshing(
+            params, **{"lr": 1e-2, "rho": 0.05, "weight_decay": 0.01, **kw}
+        ),
+    ),
+    Case(
+        "schedule_free_adamw",
+        lambda params, **kw: ScheduleFreeAdamW(params, **{"lr": 1e-2, "warmup_steps": 5, **kw}),
+    ),
+    Case(
+        "schedule_free_adamw_paper",
+        lambda params, **kw: ScheduleFreeAdamW(
+            params,
+            **{"lr": 1e-2, "bias_correction": "lr", "r": 1.0, "weight_decay": 0.0, **kw},
+        ),
+    ),
+]
 
 # 8-bit AdamW and Lion, Lookahead

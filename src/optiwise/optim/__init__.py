@@ -13,6 +13,8 @@ from optiwise.optim.registry import (
     register_optimizer,
     resolve_optimizer,
 )
+from optiwise.optim.schedule_free import ScheduleFreeAdamW
+from optiwise.optim.sophia import SophiaG, gnb_hessian, gnb_loss, hutchinson_hessian
 
 __all__ = [
     "LAMB",
@@ -20,9 +22,14 @@ __all__ = [
     "Lion",
     "OptimizerSpec",
     "RegistryEntry",
+    "ScheduleFreeAdamW",
+    "SophiaG",
     "canonical_name",
     "create_optimizer",
     "get_spec",
+    "gnb_hessian",
+    "gnb_loss",
+    "hutchinson_hessian",
     "list_optimizers",
     "register_optimizer",
     "resolve_optimizer",

@@ -21,6 +21,12 @@ __all__ = [
     "lars_single_tensor",
     "lion_multi_tensor",
     "lion_single_tensor",
+    "schedule_free_adamw_multi_tensor",
+    "schedule_free_adamw_single_tensor",
+    "sophiag_hessian_multi_tensor",
+    "sophiag_hessian_single_tensor",
+    "sophiag_multi_tensor",
+    "sophiag_single_tensor",
 ]
 
 
@@ -339,9 +345,169 @@ def lars_multi_tensor(
 # --------------------------------------------------------------------------------------------
 
 
+def sophiag_single_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    hessians: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """One SophiaG step per tensor (the Hessian EMA ``h`` is refreshed separately).
+
+    ``w <- w (1 - lr wd)``; ``m <- b1 m + (1 - b1) g``;
+    ``w <- w - lr clamp(m / max(rho h, eps), -1, 1)``.
+    """
+    for param, grad, m, h in zip(params, grads, exp_avgs, hessians, strict=True):
+        g = -grad if maximize else grad
+        if weight_decay != 0:
+            param.mul_(1 - lr * weight_decay)
+        m.lerp_(g, 1 - beta1)
+        denom = torch.mul(h, rho).clamp_(min=eps)
+        ratio = torch.div(m, denom).clamp_(-1.0, 1.0)
+        param.add_(ratio, alpha=-lr)
+
+
+def sophiag_multi_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    hessians: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """:func:`sophiag_single_tensor` with ``_foreach`` ops over the whole list."""
+    if not params:
+        return
+    gs = torch._foreach_neg(grads) if maximize else grads
+    if weight_decay != 0:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    torch._foreach_lerp_(exp_avgs, gs, 1 - beta1)
+    denoms = torch._foreach_mul(hessians, rho)
+    torch._foreach_clamp_min_(denoms, eps)
+    ratios = torch._foreach_div(exp_avgs, denoms)
+    torch._foreach_clamp_min_(ratios, -1.0)
+    torch._foreach_clamp_max_(ratios, 1.0)
+    torch._foreach_add_(params, ratios, alpha=-lr)
+
+
+def sophiag_hessian_single_tensor(
+    hessians: list[Tensor],
+    estimates: list[Tensor],
+    *,
+    beta2: float,
+    square_scale: float | None = None,
+) -> None:
+    """Refresh the Hessian EMA per tensor.
+
+    ``h <- b2 h + (1 - b2) e`` for diagonal Hessian estimates ``e``; with ``square_scale=B``
+    the ``e`` are gradients of the sampled-label loss and ``h <- b2 h + (1 - b2) B e^2``
+    (the Gauss-Newton-Bartlett estimate).
+    """
+    for h, e in zip(hessians, estimates, strict=True):
+        h.mul_(beta2)
+        if square_scale is None:
+            h.add_(e, alpha=1 - beta2)
+        else:
+            h.addcmul_(e, e, value=(1 - beta2) * square_scale)
+
+
+def sophiag_hessian_multi_tensor(
+    hessians: list[Tensor],
+    estimates: list[Tensor],
+    *,
+    beta2: float,
+    square_scale: float | None = None,
+) -> None:
+    """:func:`sophiag_hessian_single_tensor` with ``_foreach`` ops."""
+    if not hessians:
+        return
+    torch._foreach_mul_(hessians, beta2)
+    if square_scale is None:
+        torch._foreach_add_(hessians, estimates, alpha=1 - beta2)
+    else:
+        torch._foreach_addcmul_(hessians, estimates, estimates, value=(1 - beta2) * square_scale)
+
+
 # --------------------------------------------------------------------------------------------
 # Schedule-free AdamW (Defazio et al. 2024)
 # --------------------------------------------------------------------------------------------
+
+
+def schedule_free_adamw_single_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    zs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    *,
+    lr: float,
+    ckp1: float,
+    beta1: float,
+    beta2: float,
+    bias_correction2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """One schedule-free AdamW step per tensor; ``params`` hold ``y`` and are updated to the
+    next ``y`` without storing ``x``.
+
+    ``v <- b2 v + (1 - b2) g^2``; ``u = g / (sqrt(v / bc2) + eps) + wd y``;
+    ``z' = z - lr u``; ``x' = (1 - c) x + c z'``; ``y' = b1 x' + (1 - b1) z'``, computed as
+    ``y' = lerp(y, z, c) + lr (b1 (1 - c) - 1) u`` (``c`` is ``ckp1``, the averaging weight).
+    """
+    for y, grad, z, v in zip(params, grads, zs, exp_avg_sqs, strict=True):
+        g = -grad if maximize else grad
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = v.div(bias_correction2).sqrt_().add_(eps)
+        u = torch.div(g, denom)
+        if weight_decay != 0:
+            u.add_(y, alpha=weight_decay)
+        y.lerp_(z, ckp1)
+        y.add_(u, alpha=lr * (beta1 * (1 - ckp1) - 1))
+        z.sub_(u, alpha=lr)
+
+
+def schedule_free_adamw_multi_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    zs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    *,
+    lr: float,
+    ckp1: float,
+    beta1: float,
+    beta2: float,
+    bias_correction2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """:func:`schedule_free_adamw_single_tensor` with ``_foreach`` ops over the whole list."""
+    if not params:
+        return
+    gs = torch._foreach_neg(grads) if maximize else grads
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, gs, gs, value=1 - beta2)
+    denoms = torch._foreach_div(exp_avg_sqs, bias_correction2)
+    torch._foreach_sqrt_(denoms)
+    torch._foreach_add_(denoms, eps)
+    us = torch._foreach_div(gs, denoms)
+    if weight_decay != 0:
+        torch._foreach_add_(us, params, alpha=weight_decay)
+    torch._foreach_lerp_(params, zs, ckp1)
+    torch._foreach_add_(params, us, alpha=lr * (beta1 * (1 - ckp1) - 1))
+    torch._foreach_sub_(zs, us, alpha=lr)
 
 
 # --------------------------------------------------------------------------------------------

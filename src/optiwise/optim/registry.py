@@ -26,6 +26,8 @@ from optiwise.optim._validation import validate_hparams
 from optiwise.optim.lamb import LAMB
 from optiwise.optim.lars import LARS
 from optiwise.optim.lion import Lion
+from optiwise.optim.schedule_free import ScheduleFreeAdamW
+from optiwise.optim.sophia import SophiaG
 from optiwise.params import NoDecayRule, iter_trainable, param_groups
 
 __all__ = [
@@ -410,6 +412,14 @@ register_optimizer(RegistryEntry("lamb", LAMB))
 register_optimizer(RegistryEntry("lars", LARS))
 
 # SophiaG, schedule-free AdamW
+register_optimizer(RegistryEntry("sophiag", SophiaG, aliases=("sophia", "sophia_g")))
+register_optimizer(
+    RegistryEntry(
+        "schedule_free_adamw",
+        ScheduleFreeAdamW,
+        aliases=("schedulefree_adamw", "adamw_schedule_free", "adamw_schedulefree", "sf_adamw"),
+    )
+)
 
 # 8-bit AdamW and Lion
 
