@@ -121,7 +121,9 @@ class OptiwiseOptimizer(Optimizer):
                     f"{len(saved['params'])} parameters, the optimizer's has "
                     f"{len(current['params'])}"
                 )
-            missing = sorted(set(self.defaults) - set(saved))
+            # torch's load_state_dict adds "differentiable" to self.defaults (in
+            # __setstate__) but not to the groups; it is not ours to require.
+            missing = sorted(set(self.defaults) - set(saved) - {"differentiable"})
             if missing:
                 raise ValueError(
                     f"cannot load state dict into {name}: param group {g} lacks "
