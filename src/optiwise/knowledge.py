@@ -855,6 +855,17 @@ _add(
         **_LION_COMMON,
     )
 )
+_EIGHT_BIT_EXTRA: dict[str, Fact[Any]] = {
+    "min_8bit_numel": _f(
+        4096, "tensors below 4096 elements keep fp32 state: the saving is negligible"
+    ),
+    "block_size": _f(
+        256,
+        "one fp32 absmax per 256 elements costs 0.016 bytes per element and isolates outliers "
+        "better than the paper's 2048 (bitsandbytes' block-wise optimizers also use 256)",
+    ),
+}
+
 _add(
     OptimizerInfo(
         name="lion8bit",
@@ -865,11 +876,7 @@ _add(
             "a quarter of Lion's state; block-wise quantization keeps the sign of the update "
             "(Dettmers et al. 2022)",
         ),
-        extra={
-            "min_8bit_numel": _f(
-                4096, "tensors below 4096 elements keep fp32 state: the saving is negligible"
-            ),
-        },
+        extra=_EIGHT_BIT_EXTRA,
         **_LION_COMMON,
     )
 )
@@ -892,11 +899,7 @@ _add(
             "AdamW's recipes under a memory budget",
             "matches 32-bit AdamW's quality with 75% less state (Dettmers et al. 2022)",
         ),
-        extra={
-            "min_8bit_numel": _f(
-                4096, "tensors below 4096 elements keep fp32 state: the saving is negligible"
-            ),
-        },
+        extra=_EIGHT_BIT_EXTRA,
     )
 )
 

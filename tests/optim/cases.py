@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from optiwise.optim import AdamW8bit, Lion8bit
 from tests.optim.demo_optimizer import DemoMomentum
 
 
@@ -57,3 +58,20 @@ CASES: list[Case] = [
 # SophiaG, schedule-free AdamW
 
 # 8-bit AdamW and Lion, Lookahead
+
+
+# The conformance model's tensors have < 4096 elements: the default threshold exercises the
+# fp32-state path, min_8bit_numel=0 with 64-element blocks the 8-bit path (full and partial
+# blocks, tensors smaller than one block).
+_Q = {"min_8bit_numel": 0, "block_size": 64}
+
+CASES += [
+    Case("adamw8bit_fp32_state", lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, **kw})),
+    Case("adamw8bit_8bit_state", lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, **_Q, **kw})),
+    Case(
+        "adamw8bit_8bit_state_wd",
+        lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, "weight_decay": 0.1, **_Q, **kw}),
+    ),
+    Case("lion8bit_fp32_state", lambda ps, **kw: Lion8bit(ps, **{"lr": 1e-3, **kw})),
+    Case("lion8bit_8bit_state", lambda ps, **kw: Lion8bit(ps, **{"lr": 1e-3, **_Q, **kw})),
+]

@@ -1,5 +1,6 @@
 """Optimizers torch.optim lacks, and the registry over them and torch's own."""
 
+from optiwise.optim.quantized import AdamW8bit, Lion8bit
 from optiwise.optim.registry import (
     OptimizerSpec,
     RegistryEntry,
@@ -12,6 +13,8 @@ from optiwise.optim.registry import (
 )
 
 __all__ = [
+    "AdamW8bit",
+    "Lion8bit",
     "OptimizerSpec",
     "RegistryEntry",
     "canonical_name",

@@ -23,6 +23,7 @@ from torch.optim.optimizer import _get_fused_kernels_supported_devices
 from optiwise import knowledge
 from optiwise.knowledge import Fact
 from optiwise.optim._validation import validate_hparams
+from optiwise.optim.quantized import AdamW8bit, Lion8bit
 from optiwise.params import NoDecayRule, iter_trainable, param_groups
 
 __all__ = [
@@ -406,5 +407,7 @@ register_optimizer(RegistryEntry("adafactor", torch.optim.Adafactor))
 # SophiaG, schedule-free AdamW
 
 # 8-bit AdamW and Lion
+register_optimizer(RegistryEntry("adamw8bit", AdamW8bit, aliases=("adamw_8bit", "adam8bit")))
+register_optimizer(RegistryEntry("lion8bit", Lion8bit, aliases=("lion_8bit",)))
 
 # Lookahead over every registered optimizer
