@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from optiwise.optim import AdamW8bit, Lion8bit
+from optiwise.optim import AdamW8bit, Lion8bit, Lookahead
 from tests.optim.demo_optimizer import DemoMomentum
 
 
@@ -60,6 +60,15 @@ CASES: list[Case] = [
 # 8-bit AdamW and Lion, Lookahead
 
 
+def _lookahead(inner: Callable[..., Optimizer]) -> Callable[..., Optimizer]:
+    """Lookahead (k=3, alpha=0.5) around ``inner(params, **kw)``; ``foreach`` goes to both."""
+
+    def make(params: Any, **kw: Any) -> Optimizer:
+        return Lookahead(inner(params, **kw), k=3, alpha=0.5, foreach=kw.get("foreach"))
+
+    return make
+
+
 # The conformance model's tensors have < 4096 elements: the default threshold exercises the
 # fp32-state path, min_8bit_numel=0 with 64-element blocks the 8-bit path (full and partial
 # blocks, tensors smaller than one block).
@@ -74,4 +83,12 @@ CASES += [
     ),
     Case("lion8bit_fp32_state", lambda ps, **kw: Lion8bit(ps, **{"lr": 1e-3, **kw})),
     Case("lion8bit_8bit_state", lambda ps, **kw: Lion8bit(ps, **{"lr": 1e-3, **_Q, **kw})),
+    Case(
+        "lookahead_torch_adamw",
+        _lookahead(lambda ps, **kw: torch.optim.AdamW(ps, **{"lr": 1e-2, **kw})),
+    ),
+    Case(
+        "lookahead_adamw8bit",
+        _lookahead(lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, **_Q, **kw})),
+    ),
 ]

@@ -10,6 +10,8 @@ from optiwise.optim._kernels import (
     adamw_single_tensor,
     lion_multi_tensor,
     lion_single_tensor,
+    lookahead_sync_multi_tensor,
+    lookahead_sync_single_tensor,
 )
 
 
@@ -69,3 +71,19 @@ def test_adamw_multi_tensor_is_the_single_tensor_path_bit_for_bit(maximize: bool
     for a, b in zip(single + m1 + v1, multi + m2 + v2, strict=True):
         assert torch.equal(a, b)
     adamw_multi_tensor([], [], [], [], [], **kw)  # type: ignore[arg-type]
+
+
+def test_lookahead_sync_paths_agree_and_follow_the_rule() -> None:
+    fast1, fast2 = tensors(), tensors()
+    slow1, slow2 = tensors(seed=5), tensors(seed=5)
+    want = [s + 0.3 * (f - s) for f, s in zip(fast1, slow1, strict=True)]
+    lookahead_sync_single_tensor(fast1, slow1, alpha=0.3)
+    lookahead_sync_multi_tensor(fast2, slow2, alpha=0.3)
+    for f1, s1, f2, s2, w in zip(fast1, slow1, fast2, slow2, want, strict=True):
+        assert torch.equal(f1, s1) and torch.equal(f1, f2) and torch.equal(s1, s2)
+        torch.testing.assert_close(s1, w)
+    fast, slow = tensors(), tensors(seed=5)
+    before = [f.clone() for f in fast]
+    lookahead_sync_single_tensor(fast, slow, alpha=1.0)  # alpha 1: the fast weights stay
+    for a, b, s in zip(fast, before, slow, strict=True):
+        assert torch.equal(a, b) and torch.equal(a, s)

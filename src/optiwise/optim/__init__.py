@@ -1,5 +1,6 @@
 """Optimizers torch.optim lacks, and the registry over them and torch's own."""
 
+from optiwise.optim.lookahead import Lookahead
 from optiwise.optim.quantized import AdamW8bit, Lion8bit
 from optiwise.optim.registry import (
     OptimizerSpec,
@@ -15,6 +16,7 @@ from optiwise.optim.registry import (
 __all__ = [
     "AdamW8bit",
     "Lion8bit",
+    "Lookahead",
     "OptimizerSpec",
     "RegistryEntry",
     "canonical_name",

@@ -25,6 +25,8 @@ __all__ = [
     "lion8bit_single_tensor",
     "lion_multi_tensor",
     "lion_single_tensor",
+    "lookahead_sync_multi_tensor",
+    "lookahead_sync_single_tensor",
     "make_quant_map",
     "quant_map",
     "quantize_blockwise_",
@@ -173,6 +175,26 @@ def lion_multi_tensor(
 # --------------------------------------------------------------------------------------------
 # Lookahead (Zhang et al. 2019)
 # --------------------------------------------------------------------------------------------
+
+
+def lookahead_sync_single_tensor(
+    params: list[Tensor], slow_params: list[Tensor], *, alpha: float
+) -> None:
+    """Lookahead's synchronisation per tensor: ``slow <- slow + alpha (fast - slow)``, then
+    ``fast <- slow``. ``alpha = 1`` leaves the fast weights as they are."""
+    for param, slow in zip(params, slow_params, strict=True):
+        slow.lerp_(param, alpha)
+        param.copy_(slow)
+
+
+def lookahead_sync_multi_tensor(
+    params: list[Tensor], slow_params: list[Tensor], *, alpha: float
+) -> None:
+    """:func:`lookahead_sync_single_tensor` with ``_foreach`` ops (same results)."""
+    if not params:
+        return
+    torch._foreach_lerp_(slow_params, params, alpha)
+    torch._foreach_copy_(params, slow_params)
 
 
 # --------------------------------------------------------------------------------------------
