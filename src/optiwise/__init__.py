@@ -3,6 +3,7 @@ knowledge to choose them."""
 
 from optiwise import knowledge
 from optiwise._version import __version__
+from optiwise.optim.memory import StateBytes, state_bytes
 from optiwise.optim.registry import (
     OptimizerSpec,
     create_optimizer,
@@ -15,6 +16,7 @@ from optiwise.schedules import create_scheduler, lr_curve
 
 __all__ = [
     "OptimizerSpec",
+    "StateBytes",
     "__version__",
     "create_optimizer",
     "create_scheduler",
@@ -24,4 +26,5 @@ __all__ = [
     "lr_curve",
     "param_groups",
     "resolve_optimizer",
+    "state_bytes",
 ]

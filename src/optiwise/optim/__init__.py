@@ -1,6 +1,7 @@
 """Optimizers torch.optim lacks, and the registry over them and torch's own."""
 
 from optiwise.optim.lookahead import Lookahead
+from optiwise.optim.memory import StateBytes, state_bytes
 from optiwise.optim.quantized import AdamW8bit, Lion8bit
 from optiwise.optim.registry import (
     OptimizerSpec,
@@ -19,10 +20,12 @@ __all__ = [
     "Lookahead",
     "OptimizerSpec",
     "RegistryEntry",
+    "StateBytes",
     "canonical_name",
     "create_optimizer",
     "get_spec",
     "list_optimizers",
     "register_optimizer",
     "resolve_optimizer",
+    "state_bytes",
 ]
