@@ -438,6 +438,31 @@ def _check_requantized(
     assert bool((got <= dist.min(1).values + 1e-6).all())
 
 
+def _replay(
+    opt: torch.optim.Optimizer,
+    model: nn.Module,
+    reference: Any,
+    check: Any,
+) -> None:
+    """100 steps; before each, ``reference(p, state, t)`` predicts the step from the
+    optimizer's current state, and after it ``check(p, state, prediction, t)`` holds."""
+    params = list(model.parameters())
+    for t in range(1, 101):
+        opt.zero_grad(set_to_none=True)
+        x, y = random_batch(t)
+        nn.functional.cross_entropy(model(x), y).backward()
+        expected = [reference(p, opt.state.get(p), t) for p in params]
+        opt.step()
+        for p, prediction in zip(params, expected, strict=True):
+            check(p, opt.state[p], prediction, t)
+
+
+def _moment(state: Any, name: str, param: Tensor, block: int) -> Tensor:
+    if not state:
+        return torch.zeros_like(param, dtype=torch.float64)
+    return _dequant_ref(state[f"{name}_codes"], state[f"{name}_absmax"], block)
+
+
 def test_8bit_adamw_each_step_is_dequantize_adamw_requantize() -> None:
     """100 steps with every tensor quantized (blocks of 64). Before each step the reference
     dequantizes the optimizer's state, applies the paper's AdamW (float64) and requantizes by
@@ -445,64 +470,43 @@ def test_8bit_adamw_each_step_is_dequantize_adamw_requantize() -> None:
     lr, b1, b2, eps, wd, block = 1e-3, 0.9, 0.999, 1e-8, 0.01, 64
     model = small_mlp()
     opt = AdamW8bit(model.parameters(), lr=lr, weight_decay=wd, block_size=block, min_8bit_numel=0)
-    params = list(model.parameters())
-    for t in range(1, 101):
-        opt.zero_grad(set_to_none=True)
-        x, y = random_batch(t)
-        nn.functional.cross_entropy(model(x), y).backward()
-        expected = []
-        for p in params:
-            s = opt.state.get(p)
-            if s:
-                m = _dequant_ref(s["exp_avg_codes"], s["exp_avg_absmax"], block)
-                v = _dequant_ref(s["exp_avg_sq_codes"], s["exp_avg_sq_absmax"], block)
-            else:
-                m = v = torch.zeros_like(p, dtype=torch.float64)
-            g = p.grad.double()
-            m = b1 * m + (1 - b1) * g
-            v = b2 * v + (1 - b2) * g * g
-            w = p.detach().double() * (1 - lr * wd)
-            w = w - lr / (1 - b1**t) * m / (v.sqrt() / math.sqrt(1 - b2**t) + eps)
-            expected.append((w, m, v))
-        opt.step()
-        for p, (w, m, v) in zip(params, expected, strict=True):
-            s = opt.state[p]
-            assert s["step"] == t
-            assert_params_close([p.detach()], [w.float()])
-            _check_requantized(m.float(), s["exp_avg_codes"], s["exp_avg_absmax"], block, False)
-            _check_requantized(
-                v.float(), s["exp_avg_sq_codes"], s["exp_avg_sq_absmax"], block, True
-            )
+
+    def reference(p: Tensor, state: Any, t: int) -> tuple[Tensor, ...]:
+        g = p.grad.double()  # type: ignore[union-attr]
+        m = b1 * _moment(state, "exp_avg", p, block) + (1 - b1) * g
+        v = b2 * _moment(state, "exp_avg_sq", p, block) + (1 - b2) * g * g
+        w = p.detach().double() * (1 - lr * wd)
+        return w - lr / (1 - b1**t) * m / (v.sqrt() / math.sqrt(1 - b2**t) + eps), m, v
+
+    def check(p: Tensor, s: Any, prediction: tuple[Tensor, ...], t: int) -> None:
+        w, m, v = prediction
+        assert s["step"] == t
+        assert_params_close([p.detach()], [w.float()])
+        _check_requantized(m.float(), s["exp_avg_codes"], s["exp_avg_absmax"], block, False)
+        _check_requantized(v.float(), s["exp_avg_sq_codes"], s["exp_avg_sq_absmax"], block, True)
+
+    _replay(opt, model, reference, check)
 
 
 def test_8bit_lion_each_step_is_dequantize_lion_requantize() -> None:
     lr, b1, b2, wd, block = 1e-3, 0.9, 0.99, 0.1, 64
     model = small_mlp()
     opt = Lion8bit(model.parameters(), lr=lr, weight_decay=wd, block_size=block, min_8bit_numel=0)
-    params = list(model.parameters())
-    for t in range(1, 101):
-        opt.zero_grad(set_to_none=True)
-        x, y = random_batch(t)
-        nn.functional.cross_entropy(model(x), y).backward()
-        expected = []
-        for p in params:
-            s = opt.state.get(p)
-            m = (
-                _dequant_ref(s["exp_avg_codes"], s["exp_avg_absmax"], block)
-                if s
-                else torch.zeros_like(p, dtype=torch.float64)
-            )
-            g = p.grad.double()
-            c = b1 * m + (1 - b1) * g
-            w = p.detach().double() * (1 - lr * wd) - lr * torch.sign(c)
-            expected.append((w, b2 * m + (1 - b2) * g, c))
-        opt.step()
-        for p, (w, m, c) in zip(params, expected, strict=True):
-            s = opt.state[p]
-            # sign(c) may flip where c is within fp32 rounding of 0
-            ok = (p.detach().double() - w).abs() <= 1e-6
-            assert bool((ok | (c.abs() < 1e-9)).all())
-            _check_requantized(m.float(), s["exp_avg_codes"], s["exp_avg_absmax"], block, False)
+
+    def reference(p: Tensor, state: Any, t: int) -> tuple[Tensor, ...]:
+        g = p.grad.double()  # type: ignore[union-attr]
+        m = _moment(state, "exp_avg", p, block)
+        c = b1 * m + (1 - b1) * g
+        return p.detach().double() * (1 - lr * wd) - lr * torch.sign(c), b2 * m + (1 - b2) * g, c
+
+    def check(p: Tensor, s: Any, prediction: tuple[Tensor, ...], t: int) -> None:
+        w, m, c = prediction
+        # sign(c) may flip where c is within fp32 rounding of 0
+        ok = (p.detach().double() - w).abs() <= 1e-6
+        assert bool((ok | (c.abs() < 1e-9)).all())
+        _check_requantized(m.float(), s["exp_avg_codes"], s["exp_avg_absmax"], block, False)
+
+    _replay(opt, model, reference, check)
 
 
 # --------------------------------------------------------------------------------------------

@@ -234,18 +234,7 @@ class Lookahead(OptiwiseOptimizer):
                 "(to load the inner optimizer's own state dict, use "
                 "lookahead.optimizer.load_state_dict)"
             )
-        saved_groups = state_dict["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(
-                f"{prefix} it has {len(saved_groups)} param groups, the optimizer has "
-                f"{len(self.param_groups)}"
-            )
-        for g, (saved, current) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
-            if len(saved["params"]) != len(current["params"]):
-                raise ValueError(
-                    f"{prefix} param group {g} has {len(saved['params'])} parameters, the "
-                    f"optimizer's has {len(current['params'])}"
-                )
+        self._check_group_sizes(state_dict["param_groups"])
         la = state_dict["lookahead"]
         if not isinstance(la, Mapping) or not {"k", "alpha", "step", "slow_params"} <= set(la):
             raise ValueError(f"{prefix} 'lookahead' needs k, alpha, step and slow_params")

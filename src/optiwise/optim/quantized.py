@@ -58,6 +58,61 @@ class _Blockwise8bit(OptiwiseOptimizer):
     #: Scalar state keys (e.g. ``step``), initialised to 0.
     counters: ClassVar[tuple[str, ...]] = ()
 
+    def __init__(
+        self,
+        params: Any,
+        hparams: dict[str, Any],
+        *,
+        block_size: Any,
+        min_8bit_numel: Any,
+        maximize: bool,
+        foreach: bool | None,
+    ) -> None:
+        validate_hparams(hparams)
+        check_power_of_two("block_size", block_size)
+        _check_min_numel(min_8bit_numel)
+        defaults = {
+            **hparams,
+            "betas": tuple(hparams["betas"]),
+            "block_size": block_size,
+            "min_8bit_numel": min_8bit_numel,
+            "maximize": maximize,
+            "foreach": foreach,
+        }
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One optimization step; ``closure`` re-evaluates the loss (optional)."""
+        loss = self._run_closure(closure)
+        for group in self.param_groups:
+            fp, q = self._gather(group)
+            beta1, beta2 = group["betas"]
+            hp: dict[str, Any] = dict(
+                lr=float(group["lr"]),
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=group["weight_decay"],
+                maximize=group["maximize"],
+            )
+            if "eps" in group:
+                hp["eps"] = group["eps"]
+            foreach = self._use_foreach(group["foreach"], fp["params"])
+            self._update(fp, q, hp, foreach=foreach, block_size=group["block_size"])
+        return loss
+
+    def _update(
+        self,
+        fp: dict[str, list[Any]],
+        q: dict[str, list[Any]],
+        hp: dict[str, Any],
+        *,
+        foreach: bool,
+        block_size: int,
+    ) -> None:
+        """Apply the update kernels to the fp32-state and the 8-bit-state lists."""
+        raise NotImplementedError
+
     @classmethod
     def _make_state_keys(
         cls, moments: tuple[tuple[str, bool], ...], counters: tuple[str, ...]
@@ -68,10 +123,6 @@ class _Blockwise8bit(OptiwiseOptimizer):
             keys[f"{name}_codes"] = "param"
             keys[f"{name}_absmax"] = "any"
         return keys
-
-    def _check_common(self, block_size: Any, min_8bit_numel: Any) -> None:
-        check_power_of_two("block_size", block_size)
-        _check_min_numel(min_8bit_numel)
 
     def _state(self, param: Tensor, group: Mapping[str, Any]) -> dict[str, Any]:
         """The state of ``param``, created on first use: 8-bit codes and absmax when the
@@ -245,45 +296,32 @@ class AdamW8bit(_Blockwise8bit):
         maximize: bool = False,
         foreach: bool | None = None,
     ) -> None:
-        validate_hparams({"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
-        self._check_common(block_size, min_8bit_numel)
-        defaults = dict(
-            lr=lr,
-            betas=tuple(betas),
-            eps=eps,
-            weight_decay=weight_decay,
+        super().__init__(
+            params,
+            dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay),
             block_size=block_size,
             min_8bit_numel=min_8bit_numel,
             maximize=maximize,
             foreach=foreach,
         )
-        super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One optimization step; ``closure`` re-evaluates the loss (optional)."""
-        loss = self._run_closure(closure)
-        for group in self.param_groups:
-            fp, q = self._gather(group)
-            beta1, beta2 = group["betas"]
-            hp: dict[str, Any] = dict(
-                lr=float(group["lr"]),
-                beta1=beta1,
-                beta2=beta2,
-                eps=group["eps"],
-                weight_decay=group["weight_decay"],
-                maximize=group["maximize"],
-            )
-            foreach = self._use_foreach(group["foreach"], fp["params"])
-            (adamw_multi_tensor if foreach else adamw_single_tensor)(
-                fp["params"], fp["grads"], fp["exp_avg"], fp["exp_avg_sq"], fp["step"], **hp
-            )
-            adamw8bit_single_tensor(
-                q["params"], q["grads"], q["exp_avg_codes"], q["exp_avg_absmax"],
-                q["exp_avg_sq_codes"], q["exp_avg_sq_absmax"], q["step"],
-                block_size=group["block_size"], **hp,
-            )  # fmt: skip
-        return loss
+    def _update(
+        self,
+        fp: dict[str, list[Any]],
+        q: dict[str, list[Any]],
+        hp: dict[str, Any],
+        *,
+        foreach: bool,
+        block_size: int,
+    ) -> None:
+        (adamw_multi_tensor if foreach else adamw_single_tensor)(
+            fp["params"], fp["grads"], fp["exp_avg"], fp["exp_avg_sq"], fp["step"], **hp
+        )
+        adamw8bit_single_tensor(
+            q["params"], q["grads"], q["exp_avg_codes"], q["exp_avg_absmax"],
+            q["exp_avg_sq_codes"], q["exp_avg_sq_absmax"], q["step"],
+            block_size=block_size, **hp,
+        )  # fmt: skip
 
 
 class Lion8bit(_Blockwise8bit):
@@ -327,39 +365,28 @@ class Lion8bit(_Blockwise8bit):
         maximize: bool = False,
         foreach: bool | None = None,
     ) -> None:
-        validate_hparams({"lr": lr, "betas": betas, "weight_decay": weight_decay})
-        self._check_common(block_size, min_8bit_numel)
-        defaults = dict(
-            lr=lr,
-            betas=tuple(betas),
-            weight_decay=weight_decay,
+        super().__init__(
+            params,
+            dict(lr=lr, betas=betas, weight_decay=weight_decay),
             block_size=block_size,
             min_8bit_numel=min_8bit_numel,
             maximize=maximize,
             foreach=foreach,
         )
-        super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One optimization step; ``closure`` re-evaluates the loss (optional)."""
-        loss = self._run_closure(closure)
-        for group in self.param_groups:
-            fp, q = self._gather(group)
-            beta1, beta2 = group["betas"]
-            hp: dict[str, Any] = dict(
-                lr=float(group["lr"]),
-                beta1=beta1,
-                beta2=beta2,
-                weight_decay=group["weight_decay"],
-                maximize=group["maximize"],
-            )
-            foreach = self._use_foreach(group["foreach"], fp["params"])
-            (lion_multi_tensor if foreach else lion_single_tensor)(
-                fp["params"], fp["grads"], fp["exp_avg"], **hp
-            )
-            lion8bit_single_tensor(
-                q["params"], q["grads"], q["exp_avg_codes"], q["exp_avg_absmax"],
-                block_size=group["block_size"], **hp,
-            )  # fmt: skip
-        return loss
+    def _update(
+        self,
+        fp: dict[str, list[Any]],
+        q: dict[str, list[Any]],
+        hp: dict[str, Any],
+        *,
+        foreach: bool,
+        block_size: int,
+    ) -> None:
+        (lion_multi_tensor if foreach else lion_single_tensor)(
+            fp["params"], fp["grads"], fp["exp_avg"], **hp
+        )
+        lion8bit_single_tensor(
+            q["params"], q["grads"], q["exp_avg_codes"], q["exp_avg_absmax"],
+            block_size=block_size, **hp,
+        )  # fmt: skip
