@@ -370,6 +370,7 @@ def test_state_dict_content_and_round_trip() -> None:
     fresh = Lookahead(torch.optim.AdamW(fresh_model.parameters(), lr=1e-2), k=2, alpha=0.9)
     fresh.load_state_dict(copy.deepcopy(sd))
     assert (fresh.k, fresh.alpha, fresh.lookahead_step) == (5, 0.5, 7)
+    assert (fresh.defaults["k"], fresh.defaults["alpha"]) == (5, 0.5)
     for t in range(7, 12):
         for m, o in ((model, la), (fresh_model, fresh)):
             o.zero_grad()
@@ -446,6 +447,20 @@ def test_inner_state_is_validated_before_anything_loads() -> None:
 def test_bad_hyperparameters(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         Lookahead(torch.optim.SGD([nn.Parameter(torch.ones(1))], lr=0.1), **kwargs)
+
+
+def test_inner_optimizer_with_a_required_hyperparameter() -> None:
+    from torch.optim.optimizer import required
+
+    class RequiredLR(torch.optim.SGD):
+        def __init__(self, params: Any, lr: Any = required) -> None:
+            torch.optim.Optimizer.__init__(self, params, dict(lr=lr, momentum=0, dampening=0,
+                weight_decay=0, nesterov=False, maximize=False, foreach=None,
+                differentiable=False, fused=None))  # fmt: skip
+
+    # the LR comes with the group, so the inner defaults keep the `required` sentinel
+    la = Lookahead(RequiredLR([{"params": [nn.Parameter(torch.ones(2))], "lr": 0.1}]), k=2)
+    assert la.defaults["lr"] is required and la.param_groups[0]["lr"] == 0.1
 
 
 def test_needs_an_optimizer() -> None:

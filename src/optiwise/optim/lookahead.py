@@ -82,8 +82,11 @@ class Lookahead(OptiwiseOptimizer):
             )
         check_lookahead(k, alpha)
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        super().__init__(params, {**optimizer.defaults, "k": k, "alpha": alpha})
+        # Only k and alpha here: the inner defaults may hold torch's `required` sentinel,
+        # which Optimizer.__init__ would demand in the throwaway groups.
+        super().__init__(params, {"k": k, "alpha": alpha})
         del self.__dict__["_own_param_groups"]
+        self.defaults = {**optimizer.defaults, "k": k, "alpha": alpha}
         self.optimizer = optimizer
         self.k = k
         self.alpha = alpha
@@ -278,5 +281,6 @@ class Lookahead(OptiwiseOptimizer):
                 device=param.device, dtype=param.dtype, copy=True
             )
         self.k, self.alpha, self.lookahead_step = la["k"], la["alpha"], la["step"]
+        self.defaults.update(k=self.k, alpha=self.alpha)
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)
