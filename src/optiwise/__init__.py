@@ -6,6 +6,7 @@ from optiwise._version import __version__
 from optiwise.advisor import Recipe, inspect_model, recommend
 from optiwise.audit import Finding, audit
 from optiwise.checkpoint import load_checkpoint, save_checkpoint
+from optiwise.optim.memory import StateBytes, state_bytes
 from optiwise.optim.registry import (
     OptimizerSpec,
     create_optimizer,
@@ -21,6 +22,7 @@ __all__ = [
     "Finding",
     "OptimizerSpec",
     "Recipe",
+    "StateBytes",
     "StepResult",
     "Stepper",
     "__version__",
@@ -37,4 +39,5 @@ __all__ = [
     "recommend",
     "resolve_optimizer",
     "save_checkpoint",
+    "state_bytes",
 ]

@@ -97,6 +97,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
             ],
         )
     )
+    print(
+        f"\nAny name with the prefix {knowledge.LOOKAHEAD_PREFIX!r} (e.g. lookahead_adamw) wraps "
+        f"that optimizer in Lookahead (k={knowledge.LOOKAHEAD_K.value}, "
+        f"alpha={knowledge.LOOKAHEAD_ALPHA.value}; +4 state bytes per parameter)."
+    )
     return 0
 
 

@@ -13,7 +13,16 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from optiwise.optim import LAMB, LARS, Lion, ScheduleFreeAdamW, SophiaG
+from optiwise.optim import (
+    LAMB,
+    LARS,
+    AdamW8bit,
+    Lion,
+    Lion8bit,
+    Lookahead,
+    ScheduleFreeAdamW,
+    SophiaG,
+)
 from tests.optim.demo_optimizer import DemoMomentum
 
 
@@ -137,3 +146,37 @@ CASES += [
 ]
 
 # 8-bit AdamW and Lion, Lookahead
+
+
+def _lookahead(inner: Callable[..., Optimizer]) -> Callable[..., Optimizer]:
+    """Lookahead (k=3, alpha=0.5) around ``inner(params, **kw)``; ``foreach`` goes to both."""
+
+    def make(params: Any, **kw: Any) -> Optimizer:
+        return Lookahead(inner(params, **kw), k=3, alpha=0.5, foreach=kw.get("foreach"))
+
+    return make
+
+
+# The conformance model's tensors have < 4096 elements: the default threshold exercises the
+# fp32-state path, min_8bit_numel=0 with 64-element blocks the 8-bit path (full and partial
+# blocks, tensors smaller than one block).
+_Q = {"min_8bit_numel": 0, "block_size": 64}
+
+CASES += [
+    Case("adamw8bit_fp32_state", lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, **kw})),
+    Case("adamw8bit_8bit_state", lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, **_Q, **kw})),
+    Case(
+        "adamw8bit_8bit_state_wd",
+        lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, "weight_decay": 0.1, **_Q, **kw}),
+    ),
+    Case("lion8bit_fp32_state", lambda ps, **kw: Lion8bit(ps, **{"lr": 1e-3, **kw})),
+    Case("lion8bit_8bit_state", lambda ps, **kw: Lion8bit(ps, **{"lr": 1e-3, **_Q, **kw})),
+    Case(
+        "lookahead_torch_adamw",
+        _lookahead(lambda ps, **kw: torch.optim.AdamW(ps, **{"lr": 1e-2, **kw})),
+    ),
+    Case(
+        "lookahead_adamw8bit",
+        _lookahead(lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, **_Q, **kw})),
+    ),
+]

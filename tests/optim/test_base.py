@@ -19,6 +19,19 @@ def test_load_keeps_saved_state_dtype() -> None:
     assert loaded.data_ptr() != buf.data_ptr()
 
 
+def test_a_state_dict_can_be_loaded_twice() -> None:
+    # torch's load_state_dict adds "differentiable" to the optimizer's defaults; the next
+    # load must not take the saved groups' lack of it for another optimizer's state dict.
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = DemoMomentum([p])
+    p.grad = torch.ones(3)
+    opt.step()
+    saved = opt.state_dict()
+    opt.load_state_dict(saved)
+    opt.load_state_dict(saved)
+    assert torch.equal(opt.state[p]["momentum_buffer"], torch.ones(3))
+
+
 def test_foreach_policy() -> None:
     cpu = [torch.zeros(1)]
     assert OptiwiseOptimizer._use_foreach(None, cpu) is False

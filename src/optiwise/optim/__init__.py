@@ -3,6 +3,9 @@
 from optiwise.optim.lamb import LAMB
 from optiwise.optim.lars import LARS
 from optiwise.optim.lion import Lion
+from optiwise.optim.lookahead import Lookahead
+from optiwise.optim.memory import StateBytes, state_bytes
+from optiwise.optim.quantized import AdamW8bit, Lion8bit
 from optiwise.optim.registry import (
     OptimizerSpec,
     RegistryEntry,
@@ -19,11 +22,15 @@ from optiwise.optim.sophia import SophiaG, gnb_hessian, gnb_loss, hutchinson_hes
 __all__ = [
     "LAMB",
     "LARS",
+    "AdamW8bit",
     "Lion",
+    "Lion8bit",
+    "Lookahead",
     "OptimizerSpec",
     "RegistryEntry",
     "ScheduleFreeAdamW",
     "SophiaG",
+    "StateBytes",
     "canonical_name",
     "create_optimizer",
     "get_spec",
@@ -33,4 +40,5 @@ __all__ = [
     "list_optimizers",
     "register_optimizer",
     "resolve_optimizer",
+    "state_bytes",
 ]

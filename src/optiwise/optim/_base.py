@@ -14,7 +14,7 @@ Subclasses implement ``step`` with update math in functions over lists of tensor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -110,6 +110,23 @@ class OptiwiseOptimizer(Optimizer):
                     f"#{index} should be a scalar, got shape {tuple(value.shape)}"
                 )
 
+    def _check_group_sizes(self, saved_groups: Sequence[Mapping[str, Any]]) -> None:
+        """Raise a ValueError unless the saved param groups match this optimizer's in number
+        and in parameters per group."""
+        name = type(self).__name__
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"cannot load state dict into {name}: it has {len(saved_groups)} param "
+                f"groups, the optimizer has {len(self.param_groups)}"
+            )
+        for g, (saved, current) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
+            if len(saved["params"]) != len(current["params"]):
+                raise ValueError(
+                    f"cannot load state dict into {name}: param group {g} has "
+                    f"{len(saved['params'])} parameters, the optimizer's has "
+                    f"{len(current['params'])}"
+                )
+
     def validate_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Raise a ValueError when ``state_dict`` does not fit this optimizer."""
         name = type(self).__name__
@@ -119,20 +136,12 @@ class OptiwiseOptimizer(Optimizer):
                 "'param_groups' (from optimizer.state_dict())"
             )
         saved_groups = state_dict["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(
-                f"cannot load state dict into {name}: it has {len(saved_groups)} param "
-                f"groups, the optimizer has {len(self.param_groups)}"
-            )
+        self._check_group_sizes(saved_groups)
         index_to_param: dict[Any, Tensor] = {}
         for g, (saved, current) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
-            if len(saved["params"]) != len(current["params"]):
-                raise ValueError(
-                    f"cannot load state dict into {name}: param group {g} has "
-                    f"{len(saved['params'])} parameters, the optimizer's has "
-                    f"{len(current['params'])}"
-                )
-            missing = sorted(set(self.defaults) - set(saved))
+            # torch's load_state_dict adds "differentiable" to self.defaults (in
+            # __setstate__) but not to the groups; it is not ours to require.
+            missing = sorted(set(self.defaults) - set(saved) - {"differentiable"})
             if missing:
                 raise ValueError(
                     f"cannot load state dict into {name}: param group {g} lacks "

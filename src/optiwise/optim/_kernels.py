@@ -10,17 +10,30 @@ from the param group; ``maximize`` means the gradients are negated before use.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 __all__ = [
+    "QuantMap",
+    "adamw8bit_single_tensor",
+    "adamw_multi_tensor",
     "adamw_single_tensor",
+    "dequantize_blockwise",
+    "dynamic_map",
     "lamb_multi_tensor",
     "lamb_single_tensor",
     "lars_multi_tensor",
     "lars_single_tensor",
+    "lion8bit_single_tensor",
     "lion_multi_tensor",
     "lion_single_tensor",
+    "lookahead_sync_multi_tensor",
+    "lookahead_sync_single_tensor",
+    "make_quant_map",
+    "quant_map",
+    "quantize_blockwise_",
     "schedule_free_adamw_multi_tensor",
     "schedule_free_adamw_single_tensor",
     "sophiag_hessian_multi_tensor",
@@ -65,6 +78,35 @@ def adamw_single_tensor(
         bias2_sqrt = (1 - beta2**step) ** 0.5
         denom = (v.sqrt() / bias2_sqrt).add_(eps)
         param.addcdiv_(m, denom, value=-lr / bias1)
+
+
+def adamw_multi_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """:func:`adamw_single_tensor` with ``_foreach`` ops, the same op for op (same results)."""
+    if not params:
+        return
+    gs = torch._foreach_neg(grads) if maximize else grads
+    if weight_decay != 0:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    torch._foreach_lerp_(exp_avgs, gs, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, gs, gs, value=1 - beta2)
+    denoms = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denoms, [(1 - beta2**step) ** 0.5 for step in steps])
+    torch._foreach_add_(denoms, eps)
+    torch._foreach_addcdiv_(params, exp_avgs, denoms, [-lr / (1 - beta1**step) for step in steps])
 
 
 # --------------------------------------------------------------------------------------------
@@ -515,6 +557,286 @@ def schedule_free_adamw_multi_tensor(
 # --------------------------------------------------------------------------------------------
 
 
+def lookahead_sync_single_tensor(
+    params: list[Tensor], slow_params: list[Tensor], *, alpha: float
+) -> None:
+    """Lookahead's synchronisation per tensor: ``slow <- slow + alpha (fast - slow)``, then
+    ``fast <- slow``. ``alpha = 1`` leaves the fast weights as they are."""
+    for param, slow in zip(params, slow_params, strict=True):
+        slow.lerp_(param, alpha)
+        param.copy_(slow)
+
+
+def lookahead_sync_multi_tensor(
+    params: list[Tensor], slow_params: list[Tensor], *, alpha: float
+) -> None:
+    """:func:`lookahead_sync_single_tensor` with ``_foreach`` ops (same results)."""
+    if not params:
+        return
+    torch._foreach_lerp_(slow_params, params, alpha)
+    torch._foreach_copy_(params, slow_params)
+
+
 # --------------------------------------------------------------------------------------------
 # 8-bit block-wise quantization (Dettmers et al. 2022)
 # --------------------------------------------------------------------------------------------
+#
+# A tensor's state is split into blocks of ``block_size`` consecutive elements (row-major
+# order; the last block may be partial). Each block stores its absolute maximum as fp32 and
+# every element as an 8-bit code: the index of the nearest value of a 256-entry map in
+# [-1, 1] to ``x / absmax``. int8 codes index ``map[code + 128]`` (signed maps, for momenta),
+# uint8 codes index ``map[code]`` (unsigned maps, for second moments). Dequantization is
+# ``map[code] * absmax``, one fp32 multiply.
+#
+# Finding the nearest map value by binary search (torch.bucketize) costs ~80 ns per element
+# on CPU. Instead a lookup table indexed by the sign, exponent and top 8 mantissa bits of the
+# normalized value (``(bits >> 15) & 0x1FFFF``) gives the nearest value at the bucket's end
+# nearest zero; the buckets are narrower than the map's steps, so at most one decision
+# boundary lies inside a bucket and one comparison on each side makes the result exact
+# (make_quant_map checks this). About 3x faster than bucketize, and the same result.
+
+_LUT_SHIFT = 15
+_LUT_MASK = 0x1FFFF
+_MAPS: dict[tuple[bool, torch.device], QuantMap] = {}
+
+
+class QuantMap(NamedTuple):
+    """A quantization map prepared for :func:`quantize_blockwise_` (see
+    :func:`make_quant_map`)."""
+
+    #: The 256 map values, sorted, in [-1, 1] (fp32).
+    values: Tensor
+    #: ``[-inf, midpoints of consecutive values..., +inf]`` (257 entries).
+    boundaries: Tensor
+    #: Per bucket ``(float bits >> 15) & 0x1FFFF``: the nearest value's index at the bucket's
+    #: end nearest zero (int32, 2^17 entries).
+    lut: Tensor
+    #: Index of the first positive value and of the last negative one (-1 if none).
+    first_positive: int
+    last_negative: int
+
+
+def _bucket(x: Tensor) -> Tensor:
+    """The lookup-table bucket of each fp32 element (int32)."""
+    return x.view(torch.int32).bitwise_right_shift(_LUT_SHIFT).bitwise_and_(_LUT_MASK)
+
+
+def make_quant_map(values: Tensor) -> QuantMap:
+    """Prepare 256 sorted values in [-1, 1] as a :class:`QuantMap`.
+
+    Raises a ValueError when the values are not 256 sorted finite numbers in [-1, 1], or
+    when two decision boundaries (midpoints) fall in one lookup bucket (relative distance
+    below 2^-8), where the table could not be exact.
+    """
+    values = values.detach().to(torch.float32).flatten().cpu()
+    if (
+        values.numel() != 256
+        or not bool(torch.isfinite(values).all())
+        or bool((values.abs() > 1).any())
+        or bool((values[1:] < values[:-1]).any())
+    ):
+        raise ValueError("a quantization map needs 256 sorted finite values in [-1, 1]")
+    mids = (values[1:] + values[:-1]) / 2
+    mids = mids[torch.cat([torch.ones(1, dtype=torch.bool), mids[1:] != mids[:-1]])]
+    if _bucket(mids).unique().numel() != mids.numel():
+        raise ValueError(
+            "quantization map values too close together for the lookup table (two decision "
+            "boundaries within a relative distance of 2^-8)"
+        )
+    # Each bucket's end nearest zero: its bit pattern with the low 15 bits cleared.
+    edges = torch.arange(_LUT_MASK + 1, dtype=torch.int64) << _LUT_SHIFT
+    edges = torch.where(edges >= 2**31, edges - 2**32, edges).to(torch.int32).view(torch.float32)
+    inf = torch.tensor([torch.inf])
+    return QuantMap(
+        values=values,
+        boundaries=torch.cat([-inf, (values[1:] + values[:-1]) / 2, inf]),
+        lut=torch.bucketize(edges, (values[1:] + values[:-1]) / 2, out_int32=True),
+        first_positive=int((values <= 0).sum()),
+        last_negative=int((values < 0).sum()) - 1,
+    )
+
+
+def dynamic_map(signed: bool) -> Tensor:
+    """The dynamic tree map (Dettmers et al. 2022, section 2.3): 256 sorted fp32 values.
+
+    A code's magnitude bits read as: ``E`` leading zeros pick the decade
+    ``(10^-(E+1), 10^-E]``, the first one-bit ends the exponent, and the bits after it split
+    that decade into equal steps. So precision is finest near the block's absmax (64 steps in
+    ``(0.1, 1]`` signed, 128 unsigned) and the smallest non-zero magnitude is ``1e-6``
+    (signed, 7 magnitude bits) or ``1e-7`` (unsigned, 8 bits). Each decade's values are its
+    step end points, so ``1.0`` (the block's absmax itself) is exact, and ``0`` is exact.
+
+    Signed maps hold 0, 127 positive values, their negatives and ``-1.0`` once more (for
+    the unused int8 code -128); unsigned maps hold 0 and 255 positive values.
+    """
+    bits = 7 if signed else 8
+    magnitudes = []
+    for e in range(bits):
+        steps = 2 ** (bits - 1 - e)
+        j = torch.arange(1, steps + 1, dtype=torch.float64)
+        magnitudes.append(10.0**-e * (0.1 + 0.9 * j / steps))
+    pos = torch.cat(magnitudes).sort().values
+    zero = torch.zeros(1, dtype=torch.float64)
+    parts = [-pos[-1:], -pos.flip(0), zero, pos] if signed else [zero, pos]
+    return torch.cat(parts).float()
+
+
+def quant_map(signed: bool, device: torch.device) -> QuantMap:
+    """The :class:`QuantMap` of :func:`dynamic_map` on ``device``, built once per device."""
+    key = (signed, device)
+    qmap = _MAPS.get(key)
+    if qmap is None:
+        cpu = make_quant_map(dynamic_map(signed))
+        qmap = _MAPS[key] = cpu._replace(
+            values=cpu.values.to(device),
+            boundaries=cpu.boundaries.to(device),
+            lut=cpu.lut.to(device),
+        )
+    return qmap
+
+
+def _num_blocks(numel: int, block_size: int) -> int:
+    return -(-numel // block_size)
+
+
+def _split_blocks(flat: Tensor, block_size: int) -> tuple[Tensor, Tensor]:
+    """The full blocks of a 1-D tensor as a ``(n, block_size)`` view, and the partial tail."""
+    full = flat.numel() // block_size * block_size
+    return flat[:full].view(-1, block_size), flat[full:]
+
+
+def _check_layout(codes: Tensor, absmax: Tensor, block_size: int) -> None:
+    if codes.dtype not in (torch.int8, torch.uint8):
+        raise ValueError(f"codes must be int8 or uint8, got {codes.dtype}")
+    want = _num_blocks(codes.numel(), block_size)
+    if absmax.dtype != torch.float32 or absmax.shape != (want,):
+        raise ValueError(
+            f"absmax must be a float32 tensor of shape ({want},) for {codes.numel()} elements "
+            f"in blocks of {block_size}, got {absmax.dtype} {tuple(absmax.shape)}; was the "
+            "block size changed after the state was created?"
+        )
+
+
+def _nearest(y: Tensor, qmap: QuantMap) -> Tensor:
+    """Index of the map value nearest to each element of the 1-D fp32 ``y`` (ties go to the
+    smaller value), as int32: what ``torch.bucketize`` on the midpoints gives."""
+    idx = torch.index_select(qmap.lut, 0, _bucket(y))
+    up = torch.gt(y, torch.index_select(qmap.boundaries, 0, idx + 1)).to(torch.int32)
+    down = torch.le(y, torch.index_select(qmap.boundaries, 0, idx)).to(torch.int32)
+    return idx.add_(up).sub_(down)
+
+
+def quantize_blockwise_(
+    x: Tensor,
+    qmap: QuantMap,
+    codes: Tensor,
+    absmax: Tensor,
+    block_size: int,
+    *,
+    keep_nonzero: bool = False,
+) -> None:
+    """Quantize ``x`` into ``codes`` (its shape, int8 or uint8) and ``absmax`` (fp32, one per
+    block), in place.
+
+    Each element gets the code of the map value nearest to ``x / absmax`` (ties go to the
+    smaller value); an all-zero block stays exactly zero. ``keep_nonzero`` never rounds a
+    non-zero element to zero but to the smallest non-zero value of its sign: used for Adam's
+    second moment, where a zero would turn the step ``m / (sqrt(v) + eps)`` into ``m / eps``.
+    A non-finite element makes its own block's absmax non-finite (that block dequantizes to
+    non-finite values, as the fp32 state would be); other blocks are unaffected.
+    """
+    if codes.shape != x.shape:
+        raise ValueError(f"codes shape {tuple(codes.shape)} != tensor shape {tuple(x.shape)}")
+    _check_layout(codes, absmax, block_size)
+    y = x.detach().reshape(-1).to(torch.float32, copy=True)
+    body, tail = _split_blocks(y, block_size)
+    n_full = body.shape[0]
+    if n_full:
+        absmax[:n_full] = body.abs().amax(dim=1)
+    if tail.numel():
+        absmax[n_full] = tail.abs().amax()
+    scale = torch.where(absmax > 0, absmax, torch.ones_like(absmax))
+    body.div_(scale[:n_full, None])
+    tail.div_(scale[n_full:])
+    idx = _nearest(y, qmap)
+    if keep_nonzero:  # integer max/min: faster than torch.where on CPU
+        floor = torch.gt(y, 0).to(torch.int32).mul_(qmap.first_positive)
+        idx = torch.maximum(idx, floor)
+        if qmap.last_negative >= 0:
+            ceiling = torch.lt(y, 0).to(torch.int32).mul_(qmap.last_negative - 255).add_(255)
+            idx = torch.minimum(idx, ceiling)
+    if codes.dtype == torch.int8:
+        idx.sub_(128)
+    codes.copy_(idx.view(x.shape))
+
+
+def dequantize_blockwise(codes: Tensor, absmax: Tensor, qmap: QuantMap, block_size: int) -> Tensor:
+    """A new fp32 tensor of ``codes``' shape: ``map[code] * absmax`` of each element's block."""
+    _check_layout(codes, absmax, block_size)
+    idx = codes.reshape(-1).to(torch.int32)
+    if codes.dtype == torch.int8:
+        idx.add_(128)
+    out = torch.index_select(qmap.values, 0, idx)
+    body, tail = _split_blocks(out, block_size)
+    body.mul_(absmax[: body.shape[0], None])
+    tail.mul_(absmax[body.shape[0] :])
+    return out.view(codes.shape)
+
+
+def adamw8bit_single_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg_codes: list[Tensor],
+    exp_avg_absmax: list[Tensor],
+    exp_avg_sq_codes: list[Tensor],
+    exp_avg_sq_absmax: list[Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+    block_size: int,
+) -> None:
+    """One AdamW step per tensor on block-wise 8-bit moments: dequantize the moments to fp32,
+    update with :func:`adamw_single_tensor`, requantize (signed dynamic map for ``m``,
+    unsigned with ``keep_nonzero`` for ``v``). One tensor's fp32 moments exist at a time."""
+    for i, param in enumerate(params):
+        signed, unsigned = quant_map(True, param.device), quant_map(False, param.device)
+        m = dequantize_blockwise(exp_avg_codes[i], exp_avg_absmax[i], signed, block_size)
+        v = dequantize_blockwise(exp_avg_sq_codes[i], exp_avg_sq_absmax[i], unsigned, block_size)
+        adamw_single_tensor(
+            [param], [grads[i]], [m], [v], [steps[i]], lr=lr, beta1=beta1, beta2=beta2,
+            eps=eps, weight_decay=weight_decay, maximize=maximize,
+        )  # fmt: skip
+        quantize_blockwise_(m, signed, exp_avg_codes[i], exp_avg_absmax[i], block_size)
+        quantize_blockwise_(
+            v, unsigned, exp_avg_sq_codes[i], exp_avg_sq_absmax[i], block_size, keep_nonzero=True
+        )
+
+
+def lion8bit_single_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avg_codes: list[Tensor],
+    exp_avg_absmax: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    maximize: bool,
+    block_size: int,
+) -> None:
+    """One Lion step per tensor on a block-wise 8-bit momentum (signed dynamic map):
+    dequantize, update with :func:`lion_single_tensor`, requantize."""
+    for i, param in enumerate(params):
+        signed = quant_map(True, param.device)
+        m = dequantize_blockwise(exp_avg_codes[i], exp_avg_absmax[i], signed, block_size)
+        lion_single_tensor(
+            [param], [grads[i]], [m], lr=lr, beta1=beta1, beta2=beta2,
+            weight_decay=weight_decay, maximize=maximize,
+        )  # fmt: skip
+        quantize_blockwise_(m, signed, exp_avg_codes[i], exp_avg_absmax[i], block_size)

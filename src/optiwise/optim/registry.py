@@ -5,6 +5,10 @@ case-insensitive name or alias, fills every hyperparameter the caller left out f
 :mod:`optiwise.knowledge` (for the given task family and batch size), builds parameter groups
 when given a model, prefers torch's fused kernels where torch has them, and records what it
 filled and why (:func:`get_spec`).
+
+``lookahead_<name>`` wraps any registered optimizer ``<name>`` in
+:class:`~optiwise.optim.lookahead.Lookahead`; it is resolved on lookup, so it works for
+optimizers registered later too, and :func:`list_optimizers` lists only the plain names.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from optiwise.optim._validation import validate_hparams
 from optiwise.optim.lamb import LAMB
 from optiwise.optim.lars import LARS
 from optiwise.optim.lion import Lion
+from optiwise.optim.lookahead import Lookahead, check_lookahead
+from optiwise.optim.quantized import AdamW8bit, Lion8bit
 from optiwise.optim.schedule_free import ScheduleFreeAdamW
 from optiwise.optim.sophia import SophiaG
 from optiwise.params import NoDecayRule, iter_trainable, param_groups
@@ -114,8 +120,15 @@ def _norm(name: str) -> str:
 def register_optimizer(entry: RegistryEntry) -> None:
     """Register ``entry`` under its name and aliases.
 
-    Its facts must already be in :mod:`optiwise.knowledge` under ``entry.name``.
+    Its facts must already be in :mod:`optiwise.knowledge` under ``entry.name``. Names
+    starting with ``lookahead_`` are reserved for the Lookahead forms.
     """
+    for alias in (entry.name, *entry.aliases):
+        if _norm(alias).startswith(knowledge.LOOKAHEAD_PREFIX):
+            raise ValueError(
+                f"optimizer name {alias!r} starts with {knowledge.LOOKAHEAD_PREFIX!r}, which is "
+                "reserved: 'lookahead_<name>' already wraps every registered optimizer"
+            )
     knowledge.get_info(entry.name)  # raises when the facts are missing
     for alias in (entry.name, *entry.aliases):
         key = _norm(alias)
@@ -137,20 +150,83 @@ def canonical_name(name: str) -> str:
     """
     if not isinstance(name, str):
         raise TypeError(f"optimizer name must be a string, got {type(name).__name__}")
-    try:
-        return _LOOKUP[_norm(name)]
-    except KeyError:
-        raise knowledge._unknown("optimizer", name, _names_for_hint()) from None
+    key = _norm(name)
+    if key in _LOOKUP:
+        return _LOOKUP[key]
+    prefix = knowledge.LOOKAHEAD_PREFIX
+    if key.startswith(prefix):
+        inner = key[len(prefix) :]
+        if inner in _LOOKUP:
+            return prefix + _LOOKUP[inner]
+        what = (
+            "Lookahead cannot wrap Lookahead"
+            if inner.startswith(prefix)
+            else f"{prefix!r} wraps a registered optimizer"
+        )
+        unknown = knowledge._unknown("optimizer", inner, _names_for_hint())
+        raise ValueError(f"in {name!r} ({what}): {unknown}")
+    raise knowledge._unknown("optimizer", name, _names_for_hint())
 
 
 def list_optimizers() -> list[str]:
-    """Canonical names of every registered optimizer, sorted."""
+    """Canonical names of every registered optimizer, sorted.
+
+    The Lookahead forms (``lookahead_<name>`` for each of these) are accepted everywhere
+    but not listed.
+    """
     return sorted(_ENTRIES)
 
 
 def get_entry(name: str) -> RegistryEntry:
     """The :class:`RegistryEntry` for ``name`` (any accepted spelling)."""
-    return _ENTRIES[canonical_name(name)]
+    return _entry(canonical_name(name))
+
+
+def _entry(canonical: str) -> RegistryEntry:
+    entry = _ENTRIES.get(canonical)
+    if entry is None:  # a Lookahead form, already checked by canonical_name
+        entry = _lookahead_entry(_ENTRIES[canonical[len(knowledge.LOOKAHEAD_PREFIX) :]])
+    return entry
+
+
+def _lookahead_entry(inner: RegistryEntry) -> RegistryEntry:
+    """``lookahead_<inner>``: builds ``inner`` and wraps it in :class:`Lookahead`.
+
+    Lookahead's ``k`` and ``alpha`` are named by :func:`optiwise.knowledge.lookahead_keys`
+    (``lookahead_k``/``lookahead_alpha`` when the inner optimizer uses those names).
+    """
+    k_key, alpha_key = knowledge.lookahead_keys(inner.name)
+
+    def build(params: Any, **hp: Any) -> Optimizer:
+        k = hp.pop(k_key, knowledge.LOOKAHEAD_K.value)
+        alpha = hp.pop(alpha_key, knowledge.LOOKAHEAD_ALPHA.value)
+        check_lookahead(k, alpha, labels=(k_key, alpha_key))
+        return Lookahead(inner.factory(params, **hp), k=k, alpha=alpha)
+
+    target = inner.factory.__init__ if inspect.isclass(inner.factory) else inner.factory
+    sig = inspect.signature(target)
+    head = [inspect.Parameter("params", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    rest = [
+        p
+        for n, p in sig.parameters.items()
+        if n not in ("self", "params", k_key, alpha_key) and p.kind is not p.VAR_KEYWORD
+    ]
+    varkw = [p for p in sig.parameters.values() if p.kind is p.VAR_KEYWORD]
+    own = [
+        inspect.Parameter(
+            k_key, inspect.Parameter.KEYWORD_ONLY, default=knowledge.LOOKAHEAD_K.value
+        ),
+        inspect.Parameter(
+            alpha_key, inspect.Parameter.KEYWORD_ONLY, default=knowledge.LOOKAHEAD_ALPHA.value
+        ),
+    ]
+    build.__signature__ = sig.replace(parameters=[*head, *rest, *own, *varkw])  # type: ignore[attr-defined]
+    return RegistryEntry(
+        name=knowledge.LOOKAHEAD_PREFIX + inner.name,
+        factory=build,
+        fixed=inner.fixed,
+        fused=inner.fused,
+    )
 
 
 def _accepted_kwargs(factory: Callable[..., Any]) -> set[str] | None:
@@ -191,7 +267,7 @@ def resolve_optimizer(
         Hyperparameters set by the caller; they always win over the defaults.
     """
     canonical = canonical_name(name)
-    entry = _ENTRIES[canonical]
+    entry = _entry(canonical)
     info = knowledge.get_info(canonical)
     dflt = knowledge.defaults(canonical, task)
 
@@ -247,7 +323,12 @@ def resolve_optimizer(
         for key in [k for k in hparams if k not in accepted]:
             hparams.pop(key)
             filled.pop(key, None)
-    validate_hparams(hparams)
+    if canonical in _ENTRIES:
+        validate_hparams(hparams)
+    else:  # Lookahead's k and alpha are not the inner optimizer's (alpha's range differs)
+        keys = knowledge.lookahead_keys(canonical[len(knowledge.LOOKAHEAD_PREFIX) :])
+        validate_hparams({k: v for k, v in hparams.items() if k not in keys})
+        check_lookahead(hparams[keys[0]], hparams[keys[1]], labels=keys)
     return OptimizerSpec(
         name=canonical,
         task=dflt.task,
@@ -318,7 +399,7 @@ def create_optimizer(
     spec = resolve_optimizer(
         name, task=task, batch_size=batch_size, lr=lr, weight_decay=weight_decay, **hp
     )
-    entry = _ENTRIES[spec.name]
+    entry = _entry(spec.name)
     if isinstance(model_or_params, nn.Module):
         if group:
             params: list[Any] = param_groups(
@@ -422,5 +503,8 @@ register_optimizer(
 )
 
 # 8-bit AdamW and Lion
+register_optimizer(RegistryEntry("adamw8bit", AdamW8bit, aliases=("adamw_8bit", "adam8bit")))
+register_optimizer(RegistryEntry("lion8bit", Lion8bit, aliases=("lion_8bit",)))
 
-# Lookahead over every registered optimizer
+# Lookahead over every registered optimizer: resolved on lookup ("lookahead_<name>", see
+# canonical_name and _lookahead_entry), so optimizers registered later get it too.

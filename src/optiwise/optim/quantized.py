@@ -1,0 +1,392 @@
+"""AdamW and Lion with block-wise 8-bit optimizer state (Dettmers et al. 2022).
+
+Tensors of at least ``min_8bit_numel`` elements (4096 by default, from
+:mod:`optiwise.knowledge`) store each moment as 8-bit codes plus one fp32 absmax per block
+of ``block_size`` elements; every step dequantizes them to fp32, applies the exact update of
+the 32-bit optimizer (the shared kernels in ``_kernels.py``) and requantizes. Smaller tensors
+keep fp32 state: for them the absmax overhead and the quantization error buy nearly nothing.
+
+The quantization math lives in the 8-bit section of ``_kernels.py`` beside the update
+kernels it wraps, so that a fused step (dequantize, update, requantize in one pass) can
+replace one function without touching these classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from optiwise import knowledge
+from optiwise.optim._base import OptiwiseOptimizer, StateKind
+from optiwise.optim._kernels import (
+    adamw8bit_single_tensor,
+    adamw_multi_tensor,
+    adamw_single_tensor,
+    lion8bit_single_tensor,
+    lion_multi_tensor,
+    lion_single_tensor,
+)
+from optiwise.optim._validation import check_power_of_two, validate_hparams
+
+__all__ = ["AdamW8bit", "Lion8bit"]
+
+_ADAMW = knowledge.defaults("adamw8bit").hparams
+_LION = knowledge.defaults("lion8bit").hparams
+_ADAMW_EXTRA = knowledge.get_info("adamw8bit").extra
+_LION_EXTRA = knowledge.get_info("lion8bit").extra
+
+
+def _check_min_numel(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(
+            f"Invalid min_8bit_numel: {value!r} (must be an integer >= 0; 0 quantizes every tensor)"
+        )
+
+
+def _num_blocks(numel: int, block_size: int) -> int:
+    return -(-numel // block_size)
+
+
+class _Blockwise8bit(OptiwiseOptimizer):
+    """Shared state handling of the 8-bit optimizers (not public)."""
+
+    #: ``(state key, signed)`` of each moment, e.g. ``("exp_avg", True)``.
+    moments: ClassVar[tuple[tuple[str, bool], ...]] = ()
+    #: Scalar state keys (e.g. ``step``), initialised to 0.
+    counters: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        params: Any,
+        hparams: dict[str, Any],
+        *,
+        block_size: Any,
+        min_8bit_numel: Any,
+        maximize: bool,
+        foreach: bool | None,
+    ) -> None:
+        validate_hparams(hparams)
+        check_power_of_two("block_size", block_size)
+        _check_min_numel(min_8bit_numel)
+        defaults = {
+            **hparams,
+            "betas": tuple(hparams["betas"]),
+            "block_size": block_size,
+            "min_8bit_numel": min_8bit_numel,
+            "maximize": maximize,
+            "foreach": foreach,
+        }
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One optimization step; ``closure`` re-evaluates the loss (optional)."""
+        loss = self._run_closure(closure)
+        for group in self.param_groups:
+            fp, q = self._gather(group)
+            beta1, beta2 = group["betas"]
+            hp: dict[str, Any] = dict(
+                lr=float(group["lr"]),
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=group["weight_decay"],
+                maximize=group["maximize"],
+            )
+            if "eps" in group:
+                hp["eps"] = group["eps"]
+            foreach = self._use_foreach(group["foreach"], fp["params"])
+            self._update(fp, q, hp, foreach=foreach, block_size=group["block_size"])
+        return loss
+
+    def _update(
+        self,
+        fp: dict[str, list[Any]],
+        q: dict[str, list[Any]],
+        hp: dict[str, Any],
+        *,
+        foreach: bool,
+        block_size: int,
+    ) -> None:
+        """Apply the update kernels to the fp32-state and the 8-bit-state lists."""
+        raise NotImplementedError
+
+    @classmethod
+    def _make_state_keys(
+        cls, moments: tuple[tuple[str, bool], ...], counters: tuple[str, ...]
+    ) -> dict[str, StateKind]:
+        keys: dict[str, StateKind] = dict.fromkeys(counters, "scalar")
+        for name, _ in moments:
+            keys[name] = "param"
+            keys[f"{name}_codes"] = "param"
+            keys[f"{name}_absmax"] = "any"
+        return keys
+
+    def _state(self, param: Tensor, group: Mapping[str, Any]) -> dict[str, Any]:
+        """The state of ``param``, created on first use: 8-bit codes and absmax when the
+        tensor has at least ``min_8bit_numel`` elements, fp32 moments otherwise (float64 for
+        float64 parameters)."""
+        state = self.state.get(param)
+        if state:
+            return state
+        if not param.is_floating_point():
+            raise ValueError(
+                f"{type(self).__name__} needs floating-point parameters, got {param.dtype}"
+            )
+        state = self.state[param]
+        for key in self.counters:
+            state[key] = 0
+        if param.numel() >= group["min_8bit_numel"]:
+            blocks = _num_blocks(param.numel(), group["block_size"])
+            for name, signed in self.moments:
+                dtype = torch.int8 if signed else torch.uint8
+                state[f"{name}_codes"] = torch.zeros(param.shape, dtype=dtype, device=param.device)
+                state[f"{name}_absmax"] = torch.zeros(
+                    blocks, dtype=torch.float32, device=param.device
+                )
+        else:  # fp32, or the parameter's dtype when it is wider (float64)
+            dtype = torch.promote_types(param.dtype, torch.float32)
+            for name, _ in self.moments:
+                state[name] = torch.zeros(param.shape, dtype=dtype, device=param.device)
+        return state
+
+    def _gather(
+        self, group: Mapping[str, Any]
+    ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+        """The group's parameters with gradients, split into fp32-state and 8-bit-state
+        lists keyed ``params``, ``grads`` (in the moments' dtype), each state key and each
+        counter (already incremented for this step)."""
+        params, grads = self._params_with_grads(group)
+        fp: dict[str, list[Any]] = {"params": [], "grads": []}
+        q: dict[str, list[Any]] = {"params": [], "grads": []}
+        for param, grad in zip(params, grads, strict=True):
+            state = self._state(param, group)
+            for key in self.counters:
+                state[key] = int(state[key]) + 1
+            quantized = f"{self.moments[0][0]}_codes" in state
+            lists = q if quantized else fp
+            lists["params"].append(param)
+            # the moments' dtype: fp32 when dequantized, else that of the fp32/fp64 state
+            dtype = torch.float32 if quantized else state[self.moments[0][0]].dtype
+            lists["grads"].append(grad.to(dtype))
+            for key, value in state.items():
+                lists.setdefault(key, []).append(value)
+        for lists in (fp, q):
+            for key in self.state_keys:
+                lists.setdefault(key, [])
+        return fp, q
+
+    # ----------------------------------------------------------------------------------------
+    # Loading
+    # ----------------------------------------------------------------------------------------
+
+    def validate_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Also check each parameter's state layout: all fp32 moments or all 8-bit ones, code
+        dtypes, and one absmax per block of the saved group's ``block_size``."""
+        super().validate_state_dict(state_dict)
+        name = type(self).__name__
+        for saved, current in zip(state_dict["param_groups"], self.param_groups, strict=True):
+            block_size = saved["block_size"]
+            try:
+                check_power_of_two("block_size", block_size)
+            except ValueError as err:
+                raise ValueError(f"cannot load state dict into {name}: {err}") from None
+            for index, param in zip(saved["params"], current["params"], strict=True):
+                state = state_dict["state"].get(index)
+                if state:
+                    self._check_layout(index, param, state, block_size)
+
+    def _check_layout(
+        self, index: int, param: Tensor, state: Mapping[str, Any], block_size: int
+    ) -> None:
+        name = type(self).__name__
+        prefix = f"cannot load state dict into {name}: parameter #{index}"
+        fp32 = {m for m, _ in self.moments}
+        quantized = {f"{m}_{part}" for m, _ in self.moments for part in ("codes", "absmax")}
+        keys = set(state) - set(self.counters)
+        missing_counters = sorted(set(self.counters) - set(state))
+        if keys not in (fp32, quantized) or missing_counters:
+            raise ValueError(
+                f"{prefix} has state keys {sorted(state)}; expected "
+                f"{sorted(fp32 | set(self.counters))} (fp32 state) or "
+                f"{sorted(quantized | set(self.counters))} (8-bit state)"
+            )
+        if keys == fp32:
+            return
+        blocks = _num_blocks(param.numel(), block_size)
+        for moment, signed in self.moments:
+            codes, absmax = state[f"{moment}_codes"], state[f"{moment}_absmax"]
+            dtype = torch.int8 if signed else torch.uint8
+            if codes.dtype != dtype:
+                raise ValueError(f"{prefix}: {moment}_codes must be {dtype}, got {codes.dtype}")
+            if (
+                not isinstance(absmax, Tensor)
+                or absmax.dtype != torch.float32
+                or absmax.shape != (blocks,)
+            ):
+                got = (absmax.dtype, tuple(absmax.shape)) if isinstance(absmax, Tensor) else absmax
+                raise ValueError(
+                    f"{prefix}: {moment}_absmax must be float32 of shape ({blocks},) "
+                    f"({param.numel()} elements in blocks of {block_size}), got {got}"
+                )
+
+
+class AdamW8bit(_Blockwise8bit):
+    """AdamW with block-wise 8-bit moments (Dettmers et al. 2022, '8-bit Optimizers via
+    Block-wise Quantization').
+
+    Update (as :class:`torch.optim.AdamW`, on the dequantized moments):
+    ``w <- w (1 - lr wd)``; ``m <- b1 m + (1 - b1) g``; ``v <- b2 v + (1 - b2) g^2``;
+    ``w <- w - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``; then ``m`` and ``v``
+    are requantized. Tensors with fewer than ``min_8bit_numel`` elements keep fp32 moments
+    and follow torch's AdamW bit for bit.
+
+    Quantization map: dynamic tree (Dettmers et al.), signed for ``m``, unsigned for ``v``.
+    Chosen over a linear map for accuracy: ``v`` spans many orders of magnitude inside a
+    block (it is a squared gradient), and a linear map rounds everything below
+    ``absmax / 510`` to 0 and keeps only a few levels for the next decades, while the dynamic
+    map keeps seven decades, with the finest steps near the absmax where most of the update
+    comes from. The second moment never rounds from non-zero to zero (it goes to the
+    smallest non-zero code instead): a zero ``v`` under a non-zero ``m`` would make the step
+    ``m / eps``. bitsandbytes lets ``v`` round to zero; it also uses a slightly different
+    dynamic map, so the two agree closely but not bit for bit.
+
+    State per parameter: ``step`` (int) and either ``exp_avg``, ``exp_avg_sq`` (fp32) or
+    ``exp_avg_codes`` (int8, the parameter's shape), ``exp_avg_absmax`` (fp32, one per block),
+    ``exp_avg_sq_codes`` (uint8), ``exp_avg_sq_absmax``. About 2.03 bytes per element at
+    ``block_size=256`` (AdamW: 8).
+
+    Parameters
+    ----------
+    params:
+        Parameters or param-group dicts.
+    lr, betas, eps, weight_decay:
+        As :class:`torch.optim.AdamW` (defaults from :mod:`optiwise.knowledge`).
+    block_size:
+        Elements per quantization block, a power of two (256 by default; the paper uses
+        2048: larger blocks save absmax memory but share one scale among more values).
+    min_8bit_numel:
+        Tensors with fewer elements keep fp32 state (4096 by default; 0 quantizes all).
+    maximize:
+        Maximize the objective.
+    foreach:
+        Use ``_foreach`` ops for the fp32-state tensors (``None``: on CUDA only). 8-bit
+        tensors are always updated one at a time, so that only one tensor's fp32 moments
+        exist at once.
+    """
+
+    moments = (("exp_avg", True), ("exp_avg_sq", False))
+    counters = ("step",)
+    state_keys: ClassVar[Mapping[str, StateKind]] = _Blockwise8bit._make_state_keys(
+        moments, counters
+    )
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor = _ADAMW["lr"].value,
+        betas: tuple[float, float] = _ADAMW["betas"].value,
+        eps: float = _ADAMW["eps"].value,
+        weight_decay: float = _ADAMW["weight_decay"].value,
+        block_size: int = _ADAMW_EXTRA["block_size"].value,
+        *,
+        min_8bit_numel: int = _ADAMW_EXTRA["min_8bit_numel"].value,
+        maximize: bool = False,
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(
+            params,
+            dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay),
+            block_size=block_size,
+            min_8bit_numel=min_8bit_numel,
+            maximize=maximize,
+            foreach=foreach,
+        )
+
+    def _update(
+        self,
+        fp: dict[str, list[Any]],
+        q: dict[str, list[Any]],
+        hp: dict[str, Any],
+        *,
+        foreach: bool,
+        block_size: int,
+    ) -> None:
+        (adamw_multi_tensor if foreach else adamw_single_tensor)(
+            fp["params"], fp["grads"], fp["exp_avg"], fp["exp_avg_sq"], fp["step"], **hp
+        )
+        adamw8bit_single_tensor(
+            q["params"], q["grads"], q["exp_avg_codes"], q["exp_avg_absmax"],
+            q["exp_avg_sq_codes"], q["exp_avg_sq_absmax"], q["step"],
+            block_size=block_size, **hp,
+        )  # fmt: skip
+
+
+class Lion8bit(_Blockwise8bit):
+    """Lion with a block-wise 8-bit momentum (Chen et al. 2023; Dettmers et al. 2022).
+
+    Update (as Lion, on the dequantized momentum):
+    ``c <- b1 m + (1 - b1) g``; ``w <- w (1 - lr wd) - lr sign(c)``;
+    ``m <- b2 m + (1 - b2) g``; then ``m`` is requantized with the signed dynamic tree map
+    (see :class:`AdamW8bit` for why dynamic). Tensors with fewer than ``min_8bit_numel``
+    elements keep an fp32 momentum and follow Lion exactly.
+
+    State per parameter: ``exp_avg`` (fp32) or ``exp_avg_codes`` (int8, the parameter's
+    shape) and ``exp_avg_absmax`` (fp32, one per block): about 1.02 bytes per element at
+    ``block_size=256`` (Lion: 4).
+
+    Parameters
+    ----------
+    params:
+        Parameters or param-group dicts.
+    lr, betas, weight_decay:
+        As Lion (defaults from :mod:`optiwise.knowledge`).
+    block_size, min_8bit_numel, maximize, foreach:
+        As :class:`AdamW8bit`.
+    """
+
+    moments = (("exp_avg", True),)
+    counters = ()
+    state_keys: ClassVar[Mapping[str, StateKind]] = _Blockwise8bit._make_state_keys(
+        moments, counters
+    )
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor = _LION["lr"].value,
+        betas: tuple[float, float] = _LION["betas"].value,
+        weight_decay: float = _LION["weight_decay"].value,
+        block_size: int = _LION_EXTRA["block_size"].value,
+        *,
+        min_8bit_numel: int = _LION_EXTRA["min_8bit_numel"].value,
+        maximize: bool = False,
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(
+            params,
+            dict(lr=lr, betas=betas, weight_decay=weight_decay),
+            block_size=block_size,
+            min_8bit_numel=min_8bit_numel,
+            maximize=maximize,
+            foreach=foreach,
+        )
+
+    def _update(
+        self,
+        fp: dict[str, list[Any]],
+        q: dict[str, list[Any]],
+        hp: dict[str, Any],
+        *,
+        foreach: bool,
+        block_size: int,
+    ) -> None:
+        (lion_multi_tensor if foreach else lion_single_tensor)(
+            fp["params"], fp["grads"], fp["exp_avg"], **hp
+        )
+        lion8bit_single_tensor(
+            q["params"], q["grads"], q["exp_avg_codes"], q["exp_avg_absmax"],
+            block_size=block_size, **hp,
+        )  # fmt: skip
