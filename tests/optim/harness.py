@@ -113,15 +113,16 @@ def train_digits(
     seed: int = 0,
     before_step: Callable[[nn.Module, torch.optim.Optimizer, Tensor, Tensor, int], None]
     | None = None,
+    hidden: int = 64,
 ) -> float:
-    """Train a 64-64-10 MLP on digits; return the final full training loss.
+    """Train a 64-``hidden``-10 MLP on digits; return the final full training loss.
 
     ``before_step(model, opt, x, y, t)`` runs after backward and before ``opt.step()``
     (e.g. to refresh a Hessian estimate).
     """
     x_tr, y_tr, _, _ = digits()
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    model = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
     opt = make(model.parameters())
     g = torch.Generator().manual_seed(seed)
     for t in range(steps):
