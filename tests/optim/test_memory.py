@@ -10,26 +10,7 @@ import torch
 from torch import nn
 
 import optiwise
-from optiwise.optim import AdamW8bit, Lion8bit, Lookahead, StateBytes, state_bytes
-from optiwise.optim._kernels import lion_single_tensor
-
-
-class KernelLion(torch.optim.Optimizer):
-    """Lion through the shared kernel: a stand-in until optiwise's Lion class lands (then
-    test_lion_state_is_4_bytes should measure that class too)."""
-
-    def __init__(self, params: Any, lr: float = 1e-4) -> None:
-        super().__init__(params, {"lr": lr})
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> None:
-        for group in self.param_groups:
-            ps = [p for p in group["params"] if p.grad is not None]
-            ms = [self.state[p].setdefault("exp_avg", torch.zeros_like(p)) for p in ps]
-            lion_single_tensor(
-                ps, [p.grad for p in ps], ms, lr=group["lr"], beta1=0.9, beta2=0.99,
-                weight_decay=0.0, maximize=False,
-            )  # fmt: skip
+from optiwise.optim import AdamW8bit, Lion, Lion8bit, Lookahead, StateBytes, state_bytes
 
 
 def stepped(make: Callable[[list[nn.Parameter]], torch.optim.Optimizer], *shapes: tuple) -> Any:
@@ -70,7 +51,7 @@ def test_adamw8bit_is_at_most_2_1_bytes_per_parameter() -> None:
 
 
 def test_lion_state_is_4_bytes_and_lion8bit_about_1() -> None:
-    lion = state_bytes(stepped(lambda ps: KernelLion(ps), *BIG))
+    lion = state_bytes(stepped(lambda ps: Lion(ps), *BIG))
     assert lion.bytes_per_element == 4.0
     lion8 = state_bytes(stepped(lambda ps: Lion8bit(ps), *BIG))
     assert all(lion8.element_ratio(i) <= 1.02 for i in range(3))
