@@ -14,7 +14,13 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 import optiwise
-from optiwise import Stepper, load_checkpoint, save_checkpoint
+from optiwise import (
+    Stepper,
+    create_optimizer,
+    create_scheduler,
+    load_checkpoint,
+    save_checkpoint,
+)
 from optiwise.checkpoint import capture_rng_state, read_checkpoint, restore_rng_state
 
 Batch = tuple[Tensor, Tensor]
@@ -389,3 +395,33 @@ def test_wrapper_optimizer_steps_and_resumes_exactly(tmp_path: Path) -> None:
     train(twin, stepper2, data[4:])
     assert states_equal(model.state_dict(), twin.state_dict())
     assert states_equal(opt.state_dict(), opt2.state_dict())
+
+
+@pytest.mark.parametrize("inner", ["adamw", "schedule_free_adamw"])
+def test_lookahead_from_the_registry_resumes_exactly(tmp_path: Path, inner: str) -> None:
+    data = batches(8)
+
+    def build(model: nn.Module) -> tuple[Any, Any, Stepper]:
+        opt = create_optimizer(f"lookahead_{inner}", model, lr=1e-2, k=3)
+        sched = create_scheduler("warmup_cosine", opt, total_steps=4, warmup=1)
+        return opt, sched, Stepper(opt, sched, model=model, accumulation=2)
+
+    def train(m: nn.Module, st: Stepper, part: list[Batch]) -> None:
+        for x, y in part:
+            st.backward(F.cross_entropy(m(x), y))
+
+    model = mlp(norm=False)
+    twin = copy.deepcopy(model)
+    opt, sched, stepper = build(model)
+    train(model, stepper, data[:4])
+    path = save_checkpoint(
+        tmp_path / "c.pt", model=model, optimizer=opt, scheduler=sched, stepper=stepper
+    )
+    train(model, stepper, data[4:])
+
+    opt2, sched2, stepper2 = build(twin)
+    load_checkpoint(path, model=twin, optimizer=opt2, scheduler=sched2, stepper=stepper2)
+    train(twin, stepper2, data[4:])
+    assert states_equal(model.state_dict(), twin.state_dict())
+    assert states_equal(opt.state_dict(), opt2.state_dict())
+    assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]

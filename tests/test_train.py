@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from optiwise import Stepper, StepResult
+from optiwise.optim import ScheduleFreeAdamW
 from optiwise.train import has_train_eval_modes
 
 Batch = tuple[Tensor, Tensor]
@@ -462,6 +463,30 @@ def test_train_eval_optimizer_is_switched_around_evaluation() -> None:
     assert_same_state(model, _with_state(mlp(), train_weights))
     feed(stepper, model, data)  # stepping after evaluation works (train mode)
     assert stepper.step_count == 6
+
+
+def test_schedule_free_adamw_evaluates_at_its_averaged_weights() -> None:
+    data = batches(4)
+    model = mlp()
+    opt = ScheduleFreeAdamW(model.parameters(), lr=1e-2, warmup_steps=2)
+    opt.eval()  # the stepper must put it back in train mode before stepping
+    stepper = Stepper(opt, model=model)
+    assert opt.training
+    feed(stepper, model, data)
+    y = copy.deepcopy(model.state_dict())
+    with stepper.evaluate() as net:
+        assert not opt.training
+        x = {n: p.detach().clone() for n, p in net.named_parameters()}
+    assert opt.training
+    assert_same_state(model, _with_state(mlp(), y))  # back at the training point y
+    # the weights seen inside evaluate() are the optimizer's own eval weights (x)
+    opt.eval()
+    for name, p in model.named_parameters():
+        assert torch.equal(p, x[name]), name
+        assert not torch.equal(p, y[name]), name
+    opt.train()
+    feed(stepper, model, data)
+    assert stepper.step_count == 8
 
 
 def _with_state(model: nn.Module, state: dict[str, Tensor]) -> nn.Module:
