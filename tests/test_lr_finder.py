@@ -577,6 +577,46 @@ def test_a_model_without_parameters_is_refused() -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def fake_runs(best_lr: float, diverge_above: float = math.inf) -> tuple[list[float], Any]:
+    """A confirmation run whose score is the squared distance to best_lr in decades."""
+    from optiwise.lr_finder import Confirmation
+
+    seen: list[float] = []
+
+    def run(lr: float) -> Confirmation:
+        seen.append(lr)
+        if lr > diverge_above:
+            return Confirmation(lr, math.inf, 5, True)
+        return Confirmation(lr, 1.0 + math.log10(lr / best_lr) ** 2, 5, False)
+
+    return seen, run
+
+
+def test_search_brackets_then_refines() -> None:
+    from optiwise.lr_finder import _search
+
+    h = math.sqrt(10)
+    seen, run = fake_runs(best_lr=0.011)
+    runs = _search(0.01, 4, run)
+    assert seen == pytest.approx([0.01, 0.01 / h, 0.01 * h, 0.01 * math.sqrt(h)])
+    assert [c.lr for c in runs] == sorted(seen)
+    # the optimum is two half-decades above the anchor: the search walks up to it
+    seen, run = fake_runs(best_lr=0.1)
+    _search(0.01, 5, run)
+    assert seen == pytest.approx([0.01, 0.01 / h, 0.01 * h, 0.1, 0.1 * h])
+    # ... and down, past runs that diverge above the anchor
+    seen, run = fake_runs(best_lr=1e-4, diverge_above=0.02)
+    runs = _search(0.01, 5, run)
+    assert seen == pytest.approx([0.01, 0.01 / h, 0.01 * h, 1e-3, 1e-3 / h])
+    assert runs[-1].diverged and not any(c.diverged for c in runs[:-1])
+    # a small budget runs the anchor first, then half a decade below
+    seen, run = fake_runs(best_lr=0.01)
+    assert [c.lr for c in _search(0.01, 2, run)] == pytest.approx([0.01 / h, 0.01])
+    # once bracketed to a quarter decade the search stops, leaving budget unused
+    seen, run = fake_runs(best_lr=0.01)
+    assert len(_search(0.01, 9, run)) == 4
+
+
 def test_confirmation_runs_pick_the_best_candidate() -> None:
     model, src = regression_task(batches=32)
     r = find_lr(
@@ -593,6 +633,9 @@ def test_confirmation_runs_pick_the_best_candidate() -> None:
     lrs = [c.lr for c in r.confirmations]
     assert lrs == sorted(lrs)
     assert lrs[1] / lrs[0] == pytest.approx(math.sqrt(10)) == lrs[2] / lrs[1]
+    from optiwise.lr_finder import _anchor
+
+    assert lrs[1] == _anchor(r.lrs, r.losses)
     best = min(r.confirmations, key=lambda c: c.score)
     assert r.recommended.name == "confirmed" and r.recommended.lr == best.lr
     assert r.suggestions["confirmed"] is r.recommended
@@ -650,15 +693,16 @@ def test_diverged_confirmation_runs_are_marked_and_skipped() -> None:
         loss = F.mse_loss(out, y)
         return loss * float("nan") if len(calls) in nan_calls else loss
 
-    # 10 sweep steps (calls 1-10), then two runs of 4 steps (11-14, 15-18)
+    # 10 sweep steps (calls 1-10), then two runs of 4 steps: the anchor (calls 11-14) and
+    # half a decade below it (15-18)
     kwargs: dict[str, Any] = dict(
         start_lr=1e-5, end_lr=1e-4, num_steps=10, confirm=2, confirm_steps=4
     )
     nan_calls.update({12})
     r = find_lr(model, loss_fn, src.train, "adamw", **kwargs)
     low, high = r.confirmations
-    assert low.diverged and low.score == math.inf and not high.diverged
-    assert r.recommended.lr == high.lr
+    assert high.diverged and high.score == math.inf and not low.diverged
+    assert r.recommended.lr == low.lr
 
     calls.clear()
     nan_calls.update({16})

@@ -3,6 +3,7 @@ knowledge to choose them."""
 
 from optiwise import knowledge
 from optiwise._version import __version__
+from optiwise.lr_finder import LRFinderResult, find_lr
 from optiwise.optim.registry import (
     OptimizerSpec,
     create_optimizer,
@@ -14,10 +15,12 @@ from optiwise.params import param_groups
 from optiwise.schedules import create_scheduler, lr_curve
 
 __all__ = [
+    "LRFinderResult",
     "OptimizerSpec",
     "__version__",
     "create_optimizer",
     "create_scheduler",
+    "find_lr",
     "get_spec",
     "knowledge",
     "list_optimizers",

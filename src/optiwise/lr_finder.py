@@ -198,12 +198,49 @@ def _centered_curve(losses: Sequence[float]) -> np.ndarray:
     return np.array([med[max(0, i - half) : i + half + 1].mean() for i in range(n)])
 
 
-def _candidates(lrs: Sequence[float], losses: Sequence[float], count: int) -> list[float]:
-    """The LRs to confirm: half-decade steps down from the LR at the curve's minimum."""
-    curve = _centered_curve(losses)
-    anchor = float(lrs[int(np.argmin(curve))])
-    spacing = math.sqrt(10.0)
-    return sorted(anchor / spacing**k for k in range(count))
+def _anchor(lrs: Sequence[float], losses: Sequence[float]) -> float:
+    """The LR at the minimum of the lag-free smoothed curve: where confirmation starts."""
+    return float(lrs[int(np.argmin(_centered_curve(losses)))])
+
+
+_HALF_DECADE = math.sqrt(10.0)
+
+
+def _search(anchor: float, budget: int, run: Callable[[float], Confirmation]) -> list[Confirmation]:
+    """Confirm LRs around ``anchor`` with at most ``budget`` short runs.
+
+    First the anchor and half a decade below and above it; then, while runs are left, one
+    more half-decade step beyond an edge that scored best (the best is not bracketed yet),
+    or, once it is bracketed, one quarter-decade point between the best and its better
+    neighbour.  Returns the runs sorted by LR.
+    """
+    done: dict[float, Confirmation] = {}
+
+    def visit(lr: float) -> None:
+        if lr not in done:
+            done[lr] = run(lr)
+
+    for lr in (anchor, anchor / _HALF_DECADE, anchor * _HALF_DECADE)[:budget]:
+        visit(lr)
+    while len(done) < budget:
+        tried = sorted(done)
+        ok = [done[lr] for lr in tried if not done[lr].diverged]
+        if not ok:
+            visit(tried[0] / _HALF_DECADE)
+            continue
+        best = min(ok, key=lambda c: (c.score, c.lr))
+        i = tried.index(best.lr)
+        if i == len(tried) - 1:
+            visit(best.lr * _HALF_DECADE)
+        elif i == 0:
+            visit(best.lr / _HALF_DECADE)
+        else:
+            below, above = done[tried[i - 1]], done[tried[i + 1]]
+            other = below if (below.score, below.lr) <= (above.score, above.lr) else above
+            if max(other.lr, best.lr) / min(other.lr, best.lr) < _HALF_DECADE * 0.99:
+                break  # already refined to a quarter decade
+            visit(math.sqrt(best.lr * other.lr))
+    return [done[lr] for lr in sorted(done)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -937,14 +974,14 @@ def find_lr(
         suggestions = _suggest(lrs, smoothed)
         confirmations: list[Confirmation] = []
         if confirm > 0:
-            candidates = _candidates(lrs, losses, confirm)
             bar = _progress(confirm * confirm_steps, progress, "LR confirmation runs")
+
+            def run(lr: float) -> Confirmation:
+                snapshot.restore()
+                return _confirm_run(trainer, batches, val_batches, lr, confirm_steps, bar)
+
             with bar:
-                for lr in candidates:
-                    snapshot.restore()
-                    confirmations.append(
-                        _confirm_run(trainer, batches, val_batches, lr, confirm_steps, bar)
-                    )
+                confirmations = _search(_anchor(lrs, losses), confirm, run)
             recommended = _pick(confirmations, suggestions, val_batches is not None)
             suggestions = {"confirmed": recommended, **suggestions}
         else:
@@ -1078,10 +1115,11 @@ def _pick(
     ok = [c for c in runs if not c.diverged]
     if not ok:
         fallback = suggestions["minimum"]
+        below = min(c.lr for c in runs) / _HALF_DECADE
         return Suggestion(
             "confirmed",
-            min(c.lr for c in runs) / math.sqrt(10.0),
-            _constant(min(c.lr for c in runs) / math.sqrt(10.0)),
+            below,
+            _constant(below),
             "every confirmation run diverged; half a decade below the lowest candidate "
             f"(minimum rule: {fallback.lr:.3g})",
         )
@@ -1091,8 +1129,7 @@ def _pick(
         "confirmed",
         best.lr,
         _constant(best.lr),
-        f"lowest {what} of {len(runs)} short warmup + cosine runs at half-decade steps "
-        "below the curve's minimum",
+        f"lowest {what} of {len(runs)} short warmup + cosine runs around the curve's minimum",
     )
 
 
