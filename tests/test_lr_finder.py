@@ -637,7 +637,10 @@ def test_confirmation_runs_pick_the_best_candidate() -> None:
 
     assert lrs[1] == _anchor(r.lrs, r.losses)
     best = min(r.confirmations, key=lambda c: c.score)
-    assert r.recommended.name == "confirmed" and r.recommended.lr == best.lr
+    backoff = knowledge.LR_FINDER_BACKOFF.value
+    assert r.recommended.name == "confirmed"
+    assert r.recommended.lr == pytest.approx(best.lr * backoff)
+    assert backoff == pytest.approx(10**-0.25)
     assert r.suggestions["confirmed"] is r.recommended
     ratio = knowledge.LR_CONSTANT_OF_PEAK.value
     assert r.recommended.constant_lr == pytest.approx(ratio * r.recommended.lr)
@@ -702,7 +705,7 @@ def test_diverged_confirmation_runs_are_marked_and_skipped() -> None:
     r = find_lr(model, loss_fn, src.train, "adamw", **kwargs)
     low, high = r.confirmations
     assert high.diverged and high.score == math.inf and not low.diverged
-    assert r.recommended.lr == low.lr
+    assert r.recommended.lr == pytest.approx(low.lr * knowledge.LR_FINDER_BACKOFF.value)
 
     calls.clear()
     nan_calls.update({16})

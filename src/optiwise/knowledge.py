@@ -194,6 +194,12 @@ LR_FINDER_SMOOTHING: Fact[float] = _f(
     "EMA factor of the range test's loss curve (fastai and Lightning use 0.98, "
     "bias-corrected), which evens out mini-batch noise over ~50 steps",
 )
+LR_FINDER_BACKOFF: Fact[float] = _f(
+    10**-0.25,
+    "the LR range test recommends a quarter decade below the best of its short confirmation "
+    "runs: the best peak LR falls as runs get longer (Bjorck et al. 2024), and the final "
+    "loss climbs faster above the best LR than below it",
+)
 LR_CONSTANT_OF_PEAK: Fact[float] = _f(
     0.5,
     "a constant LR matching a warmup + cosine run at peak LR p is ~p/2: the mean LR of a "

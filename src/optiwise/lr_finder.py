@@ -353,9 +353,10 @@ class LRFinderResult:
         if self.confirmations:
             lines.append("")
             lines.append(f"confirmation runs ({self.confirmations[0].steps} steps each):")
+            best = min(self.confirmations, key=lambda c: (c.score, c.lr))
             for c in self.confirmations:
                 shown = "diverged" if c.diverged else f"{self.score} {c.score:.4g}"
-                mark = "  <- best" if math.isclose(c.lr, rec.lr) else ""
+                mark = "  <- best" if c is best and not c.diverged else ""
                 lines.append(f"  peak LR {c.lr:<10.3g}{shown}{mark}")
         return "\n".join(lines)
 
@@ -1124,12 +1125,14 @@ def _pick(
             f"(minimum rule: {fallback.lr:.3g})",
         )
     best = min(ok, key=lambda c: (c.score, c.lr))
+    lr = best.lr * knowledge.LR_FINDER_BACKOFF.value
     what = "validation loss" if on_val else "final training loss"
     return Suggestion(
         "confirmed",
-        best.lr,
-        _constant(best.lr),
-        f"lowest {what} of {len(runs)} short warmup + cosine runs around the curve's minimum",
+        lr,
+        _constant(lr),
+        f"a quarter decade below {best.lr:.3g}, the lowest {what} of {len(runs)} short "
+        "warmup + cosine runs around the curve's minimum (longer runs want lower LRs)",
     )
 
 
