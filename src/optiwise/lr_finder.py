@@ -454,7 +454,7 @@ class LRFinderResult:
             ax2.set_ylabel(f"{self.score} after {self.confirmations[0].steps} steps")
             h2, l2 = ax2.get_legend_handles_labels()
             handles, labels = handles + h2, labels + l2
-        ax.legend(handles, labels, fontsize=8, loc="upper left")
+        ax.legend(handles, labels, fontsize=8, loc="best")
         return save_figure(fig, path)
 
 
