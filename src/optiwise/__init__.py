@@ -6,6 +6,7 @@ from optiwise._version import __version__
 from optiwise.advisor import Recipe, inspect_model, recommend
 from optiwise.audit import Finding, audit
 from optiwise.checkpoint import load_checkpoint, save_checkpoint
+from optiwise.lr_finder import LRFinderResult, find_lr
 from optiwise.optim.memory import StateBytes, state_bytes
 from optiwise.optim.registry import (
     OptimizerSpec,
@@ -20,6 +21,7 @@ from optiwise.train import Stepper, StepResult
 
 __all__ = [
     "Finding",
+    "LRFinderResult",
     "OptimizerSpec",
     "Recipe",
     "StateBytes",
@@ -29,6 +31,7 @@ __all__ = [
     "audit",
     "create_optimizer",
     "create_scheduler",
+    "find_lr",
     "get_spec",
     "inspect_model",
     "knowledge",

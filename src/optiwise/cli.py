@@ -267,39 +267,14 @@ def _load_model(spec: str, kwargs_json: str | None) -> Any:
     """Import the factory ``package.module:factory`` (nothing else) and call it."""
     from torch import nn
 
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise UsageError(f"--model must look like package.module:factory, got {spec!r}")
-    kwargs: Any = {}
-    if kwargs_json is not None:
-        try:
-            kwargs = json.loads(kwargs_json)
-        except json.JSONDecodeError as exc:
-            raise UsageError(
-                f"--model-kwargs is not valid JSON ({exc.msg}): {kwargs_json!r}"
-            ) from None
-        if not isinstance(kwargs, dict):
-            raise UsageError(f"--model-kwargs must be a JSON object, got {kwargs_json!r}")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    factory = _import_object(spec, "--model")
+    kwargs = _json_kwargs(kwargs_json, "--model-kwargs")
     try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as exc:
-        raise UsageError(
-            f"cannot import {module_name!r} for --model {spec}: {_one_line(exc)}"
-        ) from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise UsageError(f"{module_name!r} has no {attr!r} (from --model {spec})")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise UsageError(f"--model {spec} is not callable")
-    try:
-        model = obj(**kwargs)
+        model = factory(**kwargs)
     except Exception as exc:
         raise UsageError(f"calling {spec} with {kwargs} failed: {_one_line(exc)}") from None
     if not isinstance(model, nn.Module):
-        raise UsageError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
+        raise UsageError(f"--model {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model
 
 
@@ -405,6 +380,105 @@ def _add_run_args(p: argparse.ArgumentParser, batch_help: str) -> None:
     p.add_argument("--epochs", type=float, default=None, help="epochs in the run")
     p.add_argument("--steps-per-epoch", type=int, default=None, help="batches per epoch")
     p.add_argument("--total-steps", type=int, default=None, help="optimizer steps in the run")
+
+
+# optiwise find-lr
+# --------------------------------------------------------------------------------------------
+
+
+def _import_object(spec: str, what: str) -> Any:
+    """The object named by ``package.module:attribute`` (only that module is imported; the
+    current folder is importable, as for ``python -m``)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"{what} must be given as package.module:function, got {spec!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UsageError(
+            f"cannot import {module_name!r} for {what} {spec!r}: {_one_line(exc)}"
+        ) from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UsageError(f"{module_name!r} has no {attr!r} ({what} {spec!r})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UsageError(f"{what} {spec!r} is not callable")
+    return obj
+
+
+def _json_kwargs(text: str | None, option: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{option} is not valid JSON ({exc.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{option} must be a JSON object, got {text!r}")
+    return value
+
+
+def _amp_arg(text: str) -> str:
+    if text.lower() not in ("bf16", "fp16"):
+        raise argparse.ArgumentTypeError(f"use bf16 or fp16, not {text!r}")
+    return text.lower()
+
+
+def _cmd_find_lr(args: argparse.Namespace) -> int:
+    import torch
+
+    from optiwise.lr_finder import DATA_SOURCES, DataSource, find_lr
+
+    if args.plot and not args.plot.lower().endswith(".png"):
+        raise UsageError(f"plot path {args.plot!r} must end in .png")
+    data_kwargs = _json_kwargs(args.data_kwargs, "--data-kwargs")
+    if args.data in DATA_SOURCES:
+        source_factory = DATA_SOURCES[args.data]
+    elif ":" in args.data:
+        source_factory = _import_object(args.data, "--data")
+    else:
+        raise UsageError(
+            f"unknown data source {args.data!r}; use one of "
+            f"{', '.join(sorted(DATA_SOURCES))} or package.module:function"
+        )
+    torch.manual_seed(args.seed)
+    model = _load_model(args.model, args.model_kwargs)
+    source = source_factory(model, **data_kwargs)
+    if not isinstance(source, DataSource):
+        raise UsageError(f"--data {args.data!r} returned {type(source).__name__}, not a DataSource")
+    result = find_lr(
+        model,
+        source.loss_fn,
+        source.train,
+        args.optimizer,
+        start_lr=args.start_lr,
+        end_lr=args.end_lr,
+        num_steps=args.num_steps,
+        mode=args.mode,
+        accumulation=args.accumulation,
+        amp=args.amp,
+        val_data=source.val,
+        task=args.task,
+        confirm=args.confirm,
+        confirm_steps=args.confirm_steps,
+        progress=sys.stderr.isatty(),
+    )
+    path = result.plot(args.plot) if args.plot else None
+    if args.format == "json":
+        out = result.to_dict()
+        out["data"] = source.description
+        out["plot"] = str(path) if path else None
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"data: {source.description}")
+    print(result.summary())
+    if path:
+        print(f"plot written to {path}")
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -535,6 +609,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser(
+        "find-lr",
+        help="LR range test on a model: curve, suggestions and a recommended LR, with a plot",
+    )
+    p.add_argument(
+        "--model", required=True, metavar="MODULE:FUNCTION", help="model factory to import"
+    )
+    p.add_argument("--model-kwargs", metavar="JSON", default=None, help="factory arguments")
+    p.add_argument("--optimizer", default="adamw", help="registry name (default adamw)")
+    p.add_argument("--task", choices=knowledge.TASKS, default=None, help="task family")
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        metavar="NAME|MODULE:FUNCTION",
+        help="data source: a registered name (synthetic) or a factory(model, **kwargs) "
+        "returning optiwise.lr_finder.DataSource",
+    )
+    p.add_argument("--data-kwargs", metavar="JSON", default=None, help="data source arguments")
+    p.add_argument("--start-lr", type=float, default=None, help="default: the optimizer's range")
+    p.add_argument("--end-lr", type=float, default=None, help="default: the optimizer's range")
+    p.add_argument("--num-steps", type=int, default=100, help="optimizer steps in the sweep")
+    p.add_argument("--mode", choices=("exp", "linear"), default="exp")
+    p.add_argument("--accumulation", type=int, default=1, help="micro-batches per step")
+    p.add_argument(
+        "--amp",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_amp_arg,
+        help="mixed precision: bf16 on CPU, fp16 on CUDA, or name it (bf16|fp16)",
+    )
+    p.add_argument("--confirm", type=int, default=4, help="candidate LRs to confirm (0: none)")
+    p.add_argument("--confirm-steps", type=int, default=None, help="steps per confirmation run")
+    p.add_argument("--seed", type=int, default=0, help="torch seed for building the model")
+    p.add_argument(
+        "--plot", metavar="PNG", default="lr_finder.png", help="PNG to write ('' for none)"
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=_cmd_find_lr)
     return parser
 
 

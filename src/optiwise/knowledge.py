@@ -188,6 +188,27 @@ LR_FINDER_WIDEN: Fact[float] = _f(
     "the range test sweeps one decade beyond each end of the optimizer's typical range, "
     "so a good LR at the edge of that range is still bracketed",
 )
+LR_FINDER_DIVERGE: Fact[float] = _f(
+    4.0,
+    "the range test stops once the smoothed loss exceeds 4x its best: past that point the "
+    "LR is clearly too high (Smith 2017; fastai's and torch-lr-finder's stop rule)",
+)
+LR_FINDER_SMOOTHING: Fact[float] = _f(
+    0.98,
+    "EMA factor of the range test's loss curve (fastai and Lightning use 0.98, "
+    "bias-corrected), which evens out mini-batch noise over ~50 steps",
+)
+LR_FINDER_BACKOFF: Fact[float] = _f(
+    10**-0.25,
+    "the LR range test recommends a quarter decade below the best of its short confirmation "
+    "runs: the best peak LR falls as runs get longer (Bjorck et al. 2024), and the final "
+    "loss climbs faster above the best LR than below it",
+)
+LR_CONSTANT_OF_PEAK: Fact[float] = _f(
+    0.5,
+    "a constant LR matching a warmup + cosine run at peak LR p is ~p/2: the mean LR of a "
+    "cosine decay to 0 is p/2, and a run without decay needs a lower LR to settle",
+)
 LR_OUT_OF_RANGE_FACTOR: Fact[float] = _f(
     3.0,
     "an LR more than 3x outside the typical range is a likely mistake (e.g. an SGD LR used "

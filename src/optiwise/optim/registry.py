@@ -44,6 +44,7 @@ __all__ = [
     "get_spec",
     "list_optimizers",
     "register_optimizer",
+    "registry_name",
     "resolve_optimizer",
     "validate_hparams",
 ]
@@ -447,6 +448,27 @@ def get_spec(optimizer: Optimizer) -> OptimizerSpec | None:
     """What :func:`create_optimizer` filled for ``optimizer`` and why (None if it was built
     some other way)."""
     return getattr(optimizer, "_optiwise_spec", None)
+
+
+def registry_name(optimizer: Optimizer) -> str | None:
+    """The registry name of an existing optimizer, or None when it is not a registered kind.
+
+    An optimizer built by :func:`create_optimizer` knows its name; otherwise the name is
+    found from its class and the hyperparameters a name pins (``SGD(momentum=0)`` is
+    ``sgd_plain``, ``SGD(momentum=0.9)`` is ``sgd_momentum``, with Nesterov it is ``sgd``).
+    """
+    spec = get_spec(optimizer)
+    if spec is not None:
+        return spec.name
+    best: tuple[int, str] | None = None
+    for name, entry in _ENTRIES.items():
+        if entry.factory is not type(optimizer):
+            continue
+        if any(optimizer.defaults.get(k) != v for k, v in entry.fixed.items()):
+            continue
+        if best is None or len(entry.fixed) > best[0]:
+            best = (len(entry.fixed), name)
+    return None if best is None else best[1]
 
 
 # --------------------------------------------------------------------------------------------
