@@ -116,7 +116,7 @@ def test_recommend_imports_a_factory_from_the_working_directory(
         ),
         (
             ["--model", "tests.models", "--batch-size", "8", "--total-steps", "10"],
-            "must look like package.module:factory",
+            "must be given as package.module:function",
         ),
         (
             ["--model", "tests.models:Nope", "--batch-size", "8", "--total-steps", "10"],
