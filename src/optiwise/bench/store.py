@@ -321,55 +321,40 @@ class Store:
             )
             return bool(taken.rowcount == 1)
 
+    def _owned(self, study: str, key: str) -> Any:
+        """The WHERE clause of this worker's running row ``key`` of ``study``."""
+        runs = self._runs
+        return self._sa.and_(
+            runs.c.study == study,
+            runs.c.key == key,
+            runs.c.worker == self.worker,
+            runs.c.status == "running",
+        )
+
+    def _update_owned(self, study: str, key: str, **values: Any) -> bool:
+        with self._tx() as conn:
+            res = conn.execute(self._runs.update().where(self._owned(study, key)).values(**values))
+            return bool(res.rowcount == 1)
+
     def heartbeat(self, study: str, key: str) -> bool:
         """Mark a claimed run as alive; ``False`` when this worker no longer owns it."""
-        runs = self._runs
-        with self._tx() as conn:
-            res = conn.execute(
-                runs.update()
-                .where(
-                    runs.c.study == study,
-                    runs.c.key == key,
-                    runs.c.worker == self.worker,
-                    runs.c.status == "running",
-                )
-                .values(heartbeat=time.time())
-            )
-            return bool(res.rowcount == 1)
+        return self._update_owned(study, key, heartbeat=time.time())
 
     def finish(self, study: str, key: str, result: Mapping[str, Any]) -> bool:
         """Record the result of a claimed run and mark it done, in one transaction.
 
         Returns ``False`` (and records nothing) when another worker took the run over.
         """
-        runs = self._runs
         text = json.dumps(result, allow_nan=True, separators=(",", ":"))
         now = time.time()
-        with self._tx() as conn:
-            res = conn.execute(
-                runs.update()
-                .where(
-                    runs.c.study == study,
-                    runs.c.key == key,
-                    runs.c.worker == self.worker,
-                    runs.c.status == "running",
-                )
-                .values(status="done", result=text, finished=now, heartbeat=now)
-            )
-            return bool(res.rowcount == 1)
+        return self._update_owned(
+            study, key, status="done", result=text, finished=now, heartbeat=now
+        )
 
     def release(self, study: str, key: str) -> None:
         """Give up a claimed, unfinished run (it will be run again later)."""
-        runs = self._runs
         with self._tx() as conn:
-            conn.execute(
-                runs.delete().where(
-                    runs.c.study == study,
-                    runs.c.key == key,
-                    runs.c.worker == self.worker,
-                    runs.c.status == "running",
-                )
-            )
+            conn.execute(self._runs.delete().where(self._owned(study, key)))
 
     # ----------------------------------------------------------------------------------------
     # Reading
