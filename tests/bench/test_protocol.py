@@ -234,7 +234,7 @@ def test_bad_sweep_configs_are_refused(change: dict[str, object], match: str) ->
 def test_config_canonicalizes_names_and_fills_the_budget() -> None:
     cfg = _cfg(optimizers=("NAG", "AdamW", "sgd"))
     assert cfg.optimizers == ("sgd", "adamw") and cfg.budget == get_workload("toy-beale").budget
-    assert cfg.study == "toy-beale|budget=1000|limit=all|v1"
+    assert cfg.study("beale") == "toy-beale|data=beale|budget=1000|limit=all|v1"
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,6 +251,8 @@ def test_sweep_tunes_each_optimizer_and_records_every_run(tmp_path: Path) -> Non
         result = run_sweep(SweepConfig(**TOY), store)  # type: ignore[arg-type]
         records = store.runs()
     assert result.complete
+    assert result.study == "toy-ill-conditioned|data=ill-conditioned|budget=60|limit=all|v1"
+    assert {r.study for r in records} == {result.study}
     keys = [r.key for r in records]
     assert len(keys) == len(set(keys)) and all(r.status == "done" for r in records)
     for part in result.optimizers:

@@ -83,7 +83,7 @@ def test_score_sweep_uses_medians_over_seeds() -> None:
             for s, st, t in ((1, 50, 1.0), (2, 60, 1.5), (3, 400, 9.0))
         ],
     )
-    sweep = SweepResult(cfg, w, [sgd, adamw], True, [])
+    sweep = SweepResult(cfg, w, "digits-mlp|fabricated", [sgd, adamw], True, [])
     s, a = score_sweep(sweep)
     assert s.steps_to_target == 120 and a.steps_to_target == 60  # median with a miss = inf
     assert s.ratio == pytest.approx(2.0) and a.ratio == 1.0

@@ -58,7 +58,9 @@ def test_workload_builds_trains_and_evaluates(name: str) -> None:
     problem.model.eval()
     values = problem.evaluate(problem.model)
     assert set(values) == {"val_loss", w.metric} and all(math.isfinite(v) for v in values.values())
-    assert problem.data_source
+    assert problem.data_source and problem.data_name
+    if name.startswith("fmnist"):
+        assert problem.data_name == data.load_image_data(train_limit=8, val_limit=8).name
 
 
 def test_same_seed_same_model_and_batches_other_seed_differs() -> None:

@@ -419,13 +419,12 @@ class SweepConfig:
             raise ValueError(f"Invalid max_extensions: {self.max_extensions} (must be >= 0)")
         return replace(self, workload=workload.name, optimizers=tuple(names), budget=budget)
 
-    @property
-    def study(self) -> str:
-        """The store's name for this sweep's runs: workload, budget, data limit and
-        protocol version (optimizers, seeds and search settings may change between
-        invocations; their runs are shared)."""
+    def study(self, data: str) -> str:
+        """The store's name for this sweep's runs on data set ``data``: workload, data,
+        budget, data limit and protocol version.  Optimizers, seeds and search settings
+        are not part of it: sweeps that differ only in those share their runs."""
         limit = "all" if self.limit is None else str(self.limit)
-        return f"{self.workload}|budget={self.budget}|limit={limit}|v{PROTOCOL_VERSION}"
+        return f"{self.workload}|data={data}|budget={self.budget}|limit={limit}|v{PROTOCOL_VERSION}"
 
 
 @dataclass(frozen=True)
@@ -622,10 +621,11 @@ class OptimizerResult:
 
 @dataclass(frozen=True)
 class SweepResult:
-    """A sweep as recorded in the store."""
+    """A sweep as recorded in the store (``study`` is its name there)."""
 
     config: SweepConfig
     workload: Workload
+    study: str
     optimizers: list[OptimizerResult]
     complete: bool
     records: list[RunRecord] = field(repr=False)
@@ -641,7 +641,8 @@ def load_sweep(config: SweepConfig, store: Store) -> SweepResult:
     """The sweep ``config`` as far as ``store`` has it (nothing is run)."""
     cfg = config.validated()
     workload = get_workload(cfg.workload)
-    done, records = _done_results(store, cfg.study)
+    study = _study(cfg, workload)
+    done, records = _done_results(store, study)
     _, complete = plan(cfg, workload, done)
     parts = []
     for opt in cfg.optimizers:
@@ -651,12 +652,17 @@ def load_sweep(config: SweepConfig, store: Store) -> SweepResult:
             best_lr = _best(tuning.runs, workload.target, cfg.select).lr
             finals = [done[k] for k, _ in _final_keys(opt, best_lr, cfg.seeds) if k in done]
         parts.append(OptimizerResult(opt, tuning.runs, best_lr, finals or []))
-    return SweepResult(cfg, workload, parts, complete, records)
+    return SweepResult(cfg, workload, study, parts, complete, records)
 
 
 # --------------------------------------------------------------------------------------------
 # Running a sweep
 # --------------------------------------------------------------------------------------------
+
+
+def _study(cfg: SweepConfig, workload: Workload) -> str:
+    """The study name of ``cfg``, with the data set the workload resolves to here."""
+    return cfg.study(workload.build(0, cfg.limit).data_name)
 
 
 def check_optimizers(
@@ -731,17 +737,18 @@ def run_sweep(
     workload = get_workload(cfg.workload)
     assert cfg.budget is not None
     check_optimizers(workload, cfg.optimizers, cfg.limit)
-    done, _ = _done_results(store, cfg.study)
+    study = _study(cfg, workload)
+    done, _ = _done_results(store, study)
     total = max(_estimated_runs(cfg), len(done))
     bar = _Progress(progress, total * cfg.budget, len(done) * cfg.budget, workload.name)
     try:
         while True:
-            done, _ = _done_results(store, cfg.study)
+            done, _ = _done_results(store, study)
             tasks, complete = plan(cfg, workload, done)
             bar.grow((len(done) + len(tasks)) * cfg.budget)
             if complete:
                 break
-            if not _run_next(cfg, workload, store, tasks, done, bar, on_run):
+            if not _run_next(cfg, workload, store, study, tasks, done, bar, on_run):
                 bar.label(f"waiting for {len(tasks)} run(s) on other workers")
                 time.sleep(poll)
     finally:
@@ -753,6 +760,7 @@ def _run_next(
     cfg: SweepConfig,
     workload: Workload,
     store: Store,
+    study: str,
     tasks: Sequence[Task],
     done: Mapping[str, RunResult],
     bar: _Progress,
@@ -766,17 +774,23 @@ def _run_next(
             history = [r for k, r in done.items() if k.startswith(f"search|{task.optimizer}|")]
             lr = _search_lr(cfg, workload, task.optimizer, task.trial, history)
         if store.claim(
-            cfg.study, task.key, optimizer=task.optimizer, phase=task.phase, lr=lr, seed=task.seed
+            study, task.key, optimizer=task.optimizer, phase=task.phase, lr=lr, seed=task.seed
         ):
-            result = _execute(cfg, workload, store, task, lr, bar)
-            if store.finish(cfg.study, task.key, result.to_dict()) and on_run is not None:
+            result = _execute(cfg, workload, store, study, task, lr, bar)
+            if store.finish(study, task.key, result.to_dict()) and on_run is not None:
                 on_run(task, result)
             return True
     return False
 
 
 def _execute(
-    cfg: SweepConfig, workload: Workload, store: Store, task: Task, lr: float, bar: _Progress
+    cfg: SweepConfig,
+    workload: Workload,
+    store: Store,
+    study: str,
+    task: Task,
+    lr: float,
+    bar: _Progress,
 ) -> RunResult:
     """Train a claimed task, beating the store's heartbeat; an exception or interrupt
     gives the run back to the store."""
@@ -790,7 +804,7 @@ def _execute(
         bar.step(1)
         shown = step
         if time.monotonic() - last_beat > store.stale_after / 4:
-            store.heartbeat(cfg.study, task.key)
+            store.heartbeat(study, task.key)
             last_beat = time.monotonic()
 
     try:
@@ -804,7 +818,7 @@ def _execute(
             on_step=on_step,
         )
     except BaseException:
-        store.release(cfg.study, task.key)
+        store.release(study, task.key)
         raise
     bar.step(cfg.budget - shown)  # a diverged run stops early
     return result

@@ -436,7 +436,7 @@ def _build(
             files["trajectories"] = f"{slug}-trajectories.png"
         sections.append(_workload_section(sweep, scores, files, measure))
         summary["workloads"][w.name] = {
-            "study": sweep.config.study,
+            "study": sweep.study,
             "target": w.target.describe(),
             "complete": sweep.complete,
             "scores": [_score_dict(s) for s in scores],
