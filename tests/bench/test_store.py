@@ -28,7 +28,7 @@ def _insert_running(db: Path, worker: str, heartbeat: float, key: str = "k") -> 
 def test_claim_finish_and_release(tmp_path: Path) -> None:
     with open_store(tmp_path / "a.db") as a, open_store(tmp_path / "a.db") as b:
         assert a.claim("s", "k", **RUN)
-        assert not a.claim("s", "k", **RUN)  # already ours and running
+        assert a.claim("s", "k", **RUN)  # ours and unfinished: still ours
         assert not b.claim("s", "k", **RUN)  # another live worker has it
         assert not b.finish("s", "k", {"x": 1})  # b does not own it
         assert a.heartbeat("s", "k")
@@ -161,3 +161,51 @@ def test_killed_sweep_leaves_a_sound_store_and_resumes(tmp_path: Path) -> None:
     assert len(keys) == len(set(keys)) and all(r.status == "done" for r in after)
     assert {r.key: r.finished for r in left[:2]} == {r.key: r.finished for r in after[:2]}
     assert len(after) == sum(len(p.tuning) + len(p.finals) for p in result.optimizers)
+
+
+_WORKER = textwrap.dedent(
+    """
+    import sys
+    import torch
+    from optiwise.bench import SweepConfig, open_store, run_sweep
+
+    torch.set_num_threads(1)
+    cfg = SweepConfig(workload="toy-noisy-quadratic", optimizers=("sgd", "adam"), seeds=2,
+                      lr_grid=3, budget=60)
+    with open_store(sys.argv[1]) as store:
+        result = run_sweep(cfg, store, poll=0.2)
+    print(sum(len(p.tuning) + len(p.finals) for p in result.optimizers))
+    """
+)
+
+_STORAGES = [pytest.param("sqlite", id="sqlite")]
+if os.environ.get("OPTIWISE_TEST_POSTGRES"):  # e.g. postgresql://user@127.0.0.1:5432/db
+    _STORAGES.append(pytest.param(os.environ["OPTIWISE_TEST_POSTGRES"], id="postgres"))
+
+
+@pytest.mark.parametrize("storage", _STORAGES)
+def test_two_workers_share_one_study(storage: str, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}" if storage == "sqlite" else storage
+    if storage != "sqlite":  # a clean table for this test
+        with open_store(url) as store:
+            store._runs.drop(store._engine)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, url],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err.decode()[-2000:]
+    totals = {int(out.decode().split()[-1]) for out, _ in outs}
+    with open_store(url) as store:
+        runs = store.runs()
+    keys = [(r.study, r.key) for r in runs]
+    assert len(keys) == len(set(keys))  # no run recorded twice
+    assert all(r.status == "done" for r in runs)
+    assert totals == {len(runs)}  # both workers see the same complete sweep

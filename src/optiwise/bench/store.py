@@ -266,8 +266,6 @@ class Store:
         return insert(self._runs).on_conflict_do_nothing(index_elements=["study", "key"])
 
     def _is_stale(self, worker: str, heartbeat: float, now: float) -> bool:
-        if worker == self.worker:
-            return False
         host, _, rest = worker.partition(":")
         pid_text = rest.split(":", 1)[0]
         if host == self.host and pid_text.isdigit() and int(pid_text) != os.getpid():
@@ -279,8 +277,9 @@ class Store:
     ) -> bool:
         """Claim run ``key`` of ``study`` for this worker.
 
-        Returns ``True`` when this worker now owns the run (a new row, or a dead worker's
-        row taken over) and ``False`` when it is done or another live worker has it.
+        Returns ``True`` when this worker now owns the run (a new row, a dead worker's row
+        taken over, or its own unfinished row) and ``False`` when it is done or another
+        live worker has it.
         """
         sa, runs = self._sa, self._runs
         now = time.time()
@@ -303,10 +302,19 @@ class Store:
                     started=now,
                     heartbeat=now,
                 )
-                res = conn.execute(self._insert_new().values(**values))
-                return bool(res.rowcount == 1)
+                conn.execute(self._insert_new().values(**values))
+                # Read our own write back: rowcount is not reliable for INSERT on every
+                # driver (PostgreSQL reports -1 when the dialect adds RETURNING).
+                owner = conn.execute(
+                    sa.select(runs.c.worker).where(runs.c.study == study, runs.c.key == key)
+                ).scalar()
+                return bool(owner == self.worker)
             status, worker, beat = row
-            if status == "done" or not self._is_stale(worker, beat, now):
+            if status == "done":
+                return False
+            if worker == self.worker:
+                return True  # ours and never finished (a run that was lost): run it again
+            if not self._is_stale(worker, beat, now):
                 return False
             taken = conn.execute(
                 runs.update()
