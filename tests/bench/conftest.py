@@ -3,21 +3,11 @@ faster on a busy machine."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 
 import pytest
-import torch
 
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from tests.bench.helpers import one_thread
 
 
 @pytest.fixture(autouse=True)

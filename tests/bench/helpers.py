@@ -3,8 +3,10 @@ fabricated run results."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +15,17 @@ import torch
 from optiwise import knowledge
 from optiwise.bench.protocol import RunResult
 from optiwise.optim import registry
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block with one torch intra-op thread (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def register_fake(monkeypatch: pytest.MonkeyPatch, name: str, cls: type) -> None:

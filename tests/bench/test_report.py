@@ -10,7 +10,7 @@ import pytest
 from optiwise.bench import SweepConfig, open_store, run_sweep, write_report
 from optiwise.bench import report as R
 from optiwise.bench.protocol import SweepResult
-from tests.bench.conftest import one_thread
+from tests.bench.helpers import one_thread
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
