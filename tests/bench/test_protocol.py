@@ -361,3 +361,16 @@ def test_runs_beat_the_store_heartbeat(tmp_path: Path, monkeypatch: pytest.Monke
         cfg = SweepConfig("toy-ill-conditioned", ("sgd",), seeds=1, lr_grid=1, budget=20)
         run_sweep(cfg, store)
     assert len(beats) == 40 and all(beats)  # every step of both runs, while owning the run
+
+
+def test_progress_bar_counts_the_sweep_s_steps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("tqdm")
+    cfg = SweepConfig("toy-ill-conditioned", ("sgd",), seeds=1, lr_grid=2, budget=30)
+    with open_store(tmp_path / "p.db") as store:
+        result = run_sweep(cfg, store, progress=True)
+    runs = sum(len(p.tuning) + len(p.finals) for p in result.optimizers)
+    err = capsys.readouterr().err
+    assert "toy-ill-conditioned" in err and "100%" in err
+    assert f"{runs * 30}/{runs * 30}" in err

@@ -555,6 +555,11 @@ def plan(
     return tasks, complete
 
 
+def _own_runs(cfg: SweepConfig, done: Mapping[str, RunResult]) -> int:
+    """Finished runs of ``cfg``'s optimizers (the study may hold others)."""
+    return sum(1 for key in done if key.split("|")[1] in cfg.optimizers)
+
+
 def _estimated_runs(cfg: SweepConfig) -> int:
     per = (cfg.trials if cfg.trials is not None else cfg.lr_grid) + cfg.seeds
     return per * len(cfg.optimizers)
@@ -739,13 +744,14 @@ def run_sweep(
     check_optimizers(workload, cfg.optimizers, cfg.limit)
     study = _study(cfg, workload)
     done, _ = _done_results(store, study)
-    total = max(_estimated_runs(cfg), len(done))
-    bar = _Progress(progress, total * cfg.budget, len(done) * cfg.budget, workload.name)
+    ours = _own_runs(cfg, done)
+    total = max(_estimated_runs(cfg), ours)
+    bar = _Progress(progress, total * cfg.budget, ours * cfg.budget, workload.name)
     try:
         while True:
             done, _ = _done_results(store, study)
             tasks, complete = plan(cfg, workload, done)
-            bar.grow((len(done) + len(tasks)) * cfg.budget)
+            bar.grow((_own_runs(cfg, done) + len(tasks)) * cfg.budget)
             if complete:
                 break
             if not _run_next(cfg, workload, store, study, tasks, done, bar, on_run):
