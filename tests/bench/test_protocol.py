@@ -331,6 +331,10 @@ def test_new_optimizers_reuse_the_existing_runs(
         total = len(store.runs())
     assert {c[0] for c in counter.calls} == {"adam"}
     assert total == n_sgd + len(counter.calls)
+    with open_store(url) as store:
+        only_adam = P.load_sweep(SweepConfig(**{**TOY, "optimizers": ("adam",)}), store)  # type: ignore[arg-type]
+    assert {r.optimizer for r in only_adam.records} == {"adam"}
+    assert len(only_adam.records) == len(counter.calls)
 
 
 def test_search_trials_with_optuna(tmp_path: Path) -> None:

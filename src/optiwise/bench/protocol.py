@@ -626,7 +626,8 @@ class OptimizerResult:
 
 @dataclass(frozen=True)
 class SweepResult:
-    """A sweep as recorded in the store (``study`` is its name there)."""
+    """A sweep as recorded in the store (``study`` is its name there); ``records`` are the
+    finished runs of its optimizers."""
 
     config: SweepConfig
     workload: Workload
@@ -657,7 +658,8 @@ def load_sweep(config: SweepConfig, store: Store) -> SweepResult:
             best_lr = _best(tuning.runs, workload.target, cfg.select).lr
             finals = [done[k] for k, _ in _final_keys(opt, best_lr, cfg.seeds) if k in done]
         parts.append(OptimizerResult(opt, tuning.runs, best_lr, finals or []))
-    return SweepResult(cfg, workload, study, parts, complete, records)
+    ours = [r for r in records if r.optimizer in cfg.optimizers]
+    return SweepResult(cfg, workload, study, parts, complete, ours)
 
 
 # --------------------------------------------------------------------------------------------
