@@ -255,6 +255,7 @@ def _cmd_lint(args: argparse.Namespace) -> int:
     return 0 if args.exit_zero else status
 
 
+# --------------------------------------------------------------------------------------------
 # optiwise recommend / optiwise audit
 # --------------------------------------------------------------------------------------------
 
@@ -382,6 +383,7 @@ def _add_run_args(p: argparse.ArgumentParser, batch_help: str) -> None:
     p.add_argument("--total-steps", type=int, default=None, help="optimizer steps in the run")
 
 
+# --------------------------------------------------------------------------------------------
 # optiwise find-lr
 # --------------------------------------------------------------------------------------------
 
@@ -478,6 +480,139 @@ def _cmd_find_lr(args: argparse.Namespace) -> int:
     print(result.summary())
     if path:
         print(f"plot written to {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# optiwise bench
+# --------------------------------------------------------------------------------------------
+
+
+def _names(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _bench_list() -> int:
+    from optiwise.bench import WORKLOADS, data_sources
+
+    status = {s.name: s for s in data_sources()}
+    rows = []
+    for w in WORKLOADS.values():
+        available = [d for d in w.data if status[d].available]
+        if not w.data:
+            data = "built in"
+        elif available:
+            data = available[0]
+        else:
+            data = "missing: " + status[w.data[0]].install
+        rows.append(
+            [
+                w.name,
+                w.task,
+                str(w.budget),
+                str(w.batch_size or "-"),
+                w.target.describe(),
+                data,
+                w.description,
+            ]
+        )
+    print(f"workloads ({len(rows)}):")
+    print(_table(rows, ["NAME", "TASK", "BUDGET", "BATCH", "TARGET", "DATA", "DESCRIPTION"]))
+    print("\ndata sources:")
+    print(
+        _table(
+            [
+                [s.name, "yes" if s.available else "no", s.location, s.install]
+                for s in status.values()
+            ],
+            ["SOURCE", "INSTALLED", "LOCATION", "INSTALL WITH"],
+        )
+    )
+    return 0
+
+
+def _bench_summary(sweep: Any) -> str:
+    from optiwise.bench import score_sweep
+
+    w = sweep.workload
+    rows = []
+    for s in score_sweep(sweep):
+        rows.append(
+            [
+                s.optimizer,
+                "-" if s.best_lr is None else f"{s.best_lr:.3g}",
+                f"{s.final_metric:.4g} ± {s.final_metric_std:.2g}",
+                f"{s.reached}/{s.seeds}",
+                "never" if s.steps_to_target == float("inf") else f"{s.steps_to_target:g}",
+                "-" if s.ratio != s.ratio else f"{s.ratio:.3g}",
+            ]
+        )
+    head = [
+        "OPTIMIZER",
+        "BEST LR",
+        f"FINAL {w.metric.upper()}",
+        "REACHED",
+        "STEPS TO TARGET",
+        "RATIO",
+    ]
+    return f"{w.name} (target {w.target.describe()}):\n" + _table(rows, head)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.list:
+        return _bench_list()
+    from optiwise.bench import SweepConfig, open_store, run_sweep, write_report
+    from optiwise.bench.report import check_out_dir
+
+    workloads = _names(args.workload)
+    optimizers = _names(args.optimizers)
+    if not workloads:
+        raise UsageError("give --workload NAME (optiwise bench --list shows them)")
+    if not optimizers:
+        raise UsageError("give --optimizers, e.g. --optimizers sgd,adamw (optiwise list)")
+    configs = [
+        SweepConfig(
+            workload=w,
+            optimizers=tuple(optimizers),
+            seeds=args.seeds,
+            lr_grid=args.lr_grid,
+            trials=args.trials,
+            budget=args.budget,
+            limit=args.limit,
+            select=args.select,
+        ).validated()
+        for w in workloads
+    ]
+    out = check_out_dir(args.out)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"Invalid --threads: {args.threads} (must be >= 1)")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    with open_store(args.storage) as store:
+        sweeps = []
+        try:
+            for cfg in configs:
+                sweeps.append(run_sweep(cfg, store, progress=not args.no_progress))
+        except KeyboardInterrupt:
+            print(
+                f"optiwise bench: interrupted; finished runs are kept in {store.display_url} - run "
+                "the same command again to resume",
+                file=sys.stderr,
+            )
+            return 130
+        for sweep in sweeps:
+            print(_bench_summary(sweep))
+            print()
+        index = write_report(
+            sweeps,
+            out,
+            measure=args.measure,
+            storage=store.display_url,
+            command="optiwise " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
+        )
+    print(f"report written to {index}")
     return 0
 
 
@@ -649,6 +784,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=_cmd_find_lr)
+
+    p = sub.add_parser(
+        "bench",
+        help="compare optimizers fairly on a workload: LR tuning, seeds, report",
+        description="Tune every optimizer's LR on the workload, re-run the best over seeds, "
+        "record every run in a resumable store and write a report. Rerunning the same "
+        "command resumes an interrupted sweep.",
+    )
+    p.add_argument("--list", action="store_true", help="list the workloads and data sources")
+    p.add_argument("--workload", metavar="W[,W...]", help="workload name(s)")
+    p.add_argument("--optimizers", metavar="A,B,...", help="registry names, e.g. sgd,adamw")
+    p.add_argument("--seeds", type=int, default=3, help="final runs at the best LR (default 3)")
+    search = p.add_mutually_exclusive_group()
+    search.add_argument(
+        "--lr-grid", type=int, default=7, metavar="N", help="LR grid points (default 7)"
+    )
+    search.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Optuna TPE trials instead of the grid",
+    )
+    p.add_argument("--budget", type=int, default=None, help="steps per run (default: workload's)")
+    p.add_argument(
+        "--limit", type=int, default=None, help="training examples per run (default: all)"
+    )
+    p.add_argument(
+        "--select",
+        choices=("metric", "steps"),
+        default="metric",
+        help="pick the LR with the best final metric (default) or fewest steps to target",
+    )
+    p.add_argument(
+        "--measure",
+        choices=("steps", "time"),
+        default="steps",
+        help="time to target in steps (default) or training seconds, for ratios and profile",
+    )
+    p.add_argument(
+        "--storage",
+        default="sqlite:///optiwise-bench.db",
+        metavar="URL",
+        help="results store: sqlite:///file.db (default sqlite:///optiwise-bench.db) or "
+        "postgresql://user:password@host/db to share one study between machines",
+    )
+    p.add_argument("--out", default="optiwise-bench", help="report folder (default optiwise-bench)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's; 1 is fastest for small models on a "
+        "busy machine)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

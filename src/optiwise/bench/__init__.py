@@ -1,0 +1,55 @@
+"""A fair optimizer benchmark on real offline workloads.
+
+``run_sweep(SweepConfig(...), open_store(url))`` tunes each optimizer's LR, re-runs the best
+over seeds and records everything in a resumable store; ``write_report`` turns sweeps into a
+folder with ``index.md``, plots and a CSV of all runs.  See the README's "Benchmark" section.
+"""
+
+from optiwise.bench.data import DataUnavailableError, data_sources
+from optiwise.bench.protocol import (
+    OptimizerResult,
+    RunResult,
+    SweepConfig,
+    SweepResult,
+    load_sweep,
+    run_sweep,
+    train_run,
+)
+from optiwise.bench.report import write_report
+from optiwise.bench.scoring import (
+    OptimizerScore,
+    performance_profile,
+    profile_area,
+    ratios_to_best,
+    score_sweep,
+)
+from optiwise.bench.store import DEFAULT_STORAGE, RunRecord, StorageError, Store, open_store
+from optiwise.bench.workloads import WORKLOADS, Target, Workload, get_workload, list_workloads
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "WORKLOADS",
+    "DataUnavailableError",
+    "OptimizerResult",
+    "OptimizerScore",
+    "RunRecord",
+    "RunResult",
+    "StorageError",
+    "Store",
+    "SweepConfig",
+    "SweepResult",
+    "Target",
+    "Workload",
+    "data_sources",
+    "get_workload",
+    "list_workloads",
+    "load_sweep",
+    "open_store",
+    "performance_profile",
+    "profile_area",
+    "ratios_to_best",
+    "run_sweep",
+    "score_sweep",
+    "train_run",
+    "write_report",
+]
