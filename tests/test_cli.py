@@ -16,6 +16,8 @@ def test_list_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert "NAME" in out and "BEST FOR" in out
     line = next(ln for ln in out.splitlines() if ln.startswith("adamw "))
     assert "1e-05..0.01" in line and "8" in line and "sqrt" in line
+    schedule_free = next(x for x in out.splitlines() if x.startswith("schedule_free_adamw "))
+    assert "2.5e-03 @ 256" in schedule_free  # not rounded to 3e-03
 
 
 def test_list_json_for_a_task(capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,7 +26,11 @@ class UsageError(Exception):
 
 
 def _format_lr(x: float) -> str:
-    return f"{x:.0e}" if x < 1e-2 else f"{x:g}"
+    """``1e-05``, ``2.5e-03``, ``0.01``, ``0.3``: two significant digits at most."""
+    if x >= 1e-2:
+        return f"{x:.2g}"
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{exponent}"
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
