@@ -7,24 +7,39 @@ Subclasses implement ``step`` with update math in functions over lists of tensor
   gradients with a clear error;
 - :meth:`_run_closure`: ``step(closure)`` semantics;
 - :meth:`_use_foreach`: the ``foreach=None`` policy;
+- :meth:`_use_fused` and :meth:`_fused_step`: the compiled one-pass path (``_fused.py``). A
+  subclass opts in with a ``fused: bool | None = None`` argument stored in its defaults
+  (checked by :func:`~optiwise.optim._fused.check_fused_args`), an update written for the
+  compiler (``*_fused`` in ``_kernels.py``) and, in ``step``, per group::
+
+      if self._use_fused(group, params, lion_fused):
+          self._fused_step(lion_fused, group, params, grads, [exp_avgs], ["exp_avg"],
+                           decay=1 - lr * wd, neg_lr=-lr, ..., maximize=group["maximize"])
+      else:
+          ...  # the foreach or per-tensor kernel, as before
 - a :meth:`load_state_dict` that validates the whole state dict first (same optimizer, same
   parameter count and shapes) and leaves the optimizer unchanged when it does not fit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from optiwise.optim import _fused
+
 __all__ = ["OptiwiseOptimizer", "StateKind"]
 
 #: ``"param"``: a tensor of the parameter's shape; ``"scalar"``: a 0-dim tensor or number;
 #: ``"any"``: checked by the subclass (:meth:`OptiwiseOptimizer._check_param_state`).
 StateKind = Literal["param", "scalar", "any"]
+
+#: Param-group keys that choose a code path rather than the update.
+_PATH_KEYS = frozenset({"foreach", "fused"})
 
 
 class OptiwiseOptimizer(Optimizer):
@@ -68,6 +83,51 @@ class OptiwiseOptimizer(Optimizer):
         if foreach is not None:
             return bool(foreach)
         return bool(params) and all(p.is_cuda for p in params)
+
+    @staticmethod
+    def _use_fused(
+        group: Mapping[str, Any], params: list[Tensor], update: Callable[..., None]
+    ) -> bool:
+        """Whether ``group``'s step takes the fused path with ``update``.
+
+        ``fused=True`` always (a ValueError when the parameters cannot be fused), ``False``
+        never; ``None`` (the default) when ``foreach`` is None too and the fused path pays:
+        supported parameters holding at least ``_fused.AUTO_MIN_NUMEL`` elements (see
+        :func:`optiwise.optim._fused.use_fused`).
+        """
+        return _fused.use_fused(group.get("fused"), group.get("foreach"), params, update)
+
+    def _fused_step(
+        self,
+        update: Callable[..., None],
+        group: Mapping[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: Sequence[list[Tensor]],
+        keys: Sequence[str],
+        **hparams: Any,
+    ) -> None:
+        """Run ``update`` on ``group``'s tensors through the compiled path.
+
+        ``states[k]`` holds state ``keys[k]`` of each parameter (created by the subclass as
+        for the other paths); small tensors' state is moved into flat buffers and
+        ``self.state`` re-pointed at views of them. ``hparams`` are the update's keyword
+        arguments: numbers become 0-dim tensors (changing them never recompiles), booleans
+        specialize the compiled graph.
+        """
+        cache: _fused.FusedCache = self.__dict__.setdefault("_fused_cache", {})
+        _fused.fused_step(
+            update,
+            params,
+            grads,
+            states,
+            keys,
+            optimizer_state=self.state,
+            cache=cache,
+            group_id=id(group),
+            strict=bool(group.get("fused")),
+            hparams=hparams,
+        )
 
     # ----------------------------------------------------------------------------------------
     # Safe loading
@@ -121,7 +181,8 @@ class OptiwiseOptimizer(Optimizer):
                     f"{len(saved['params'])} parameters, the optimizer's has "
                     f"{len(current['params'])}"
                 )
-            missing = sorted(set(self.defaults) - set(saved))
+            # How to step is the running optimizer's choice, not the checkpoint's.
+            missing = sorted(set(self.defaults) - set(saved) - _PATH_KEYS)
             if missing:
                 raise ValueError(
                     f"cannot load state dict into {name}: param group {g} lacks "
@@ -142,12 +203,19 @@ class OptiwiseOptimizer(Optimizer):
         Unlike torch's own optimizers, every state tensor keeps the dtype it was saved with
         (torch casts floating state to the parameter's dtype, which would round fp32 state
         of bf16 parameters and turn int8 codes into floats); it only moves to the
-        parameter's device.
+        parameter's device. The ``foreach`` and ``fused`` choices stay as this optimizer was
+        built (a run may change paths when it resumes): every path reads and writes the same
+        state.
         """
         self.validate_state_dict(state_dict)
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
         current = [p for g in self.param_groups for p in g["params"]]
+        paths = [{k: g[k] for k in _PATH_KEYS if k in g} for g in self.param_groups]
         super().load_state_dict(state_dict)
+        for group, path in zip(self.param_groups, paths, strict=True):
+            for key in _PATH_KEYS - set(path):
+                group.pop(key, None)
+            group.update(path)
         for index, param in zip(saved_ids, current, strict=True):
             saved_state = state_dict["state"].get(index, {})
             state = self.state[param]
