@@ -1,15 +1,18 @@
 # Two entry points: `make demo` (the main job) and `make test` (the test suite).
 # Both create .venv on first use. torch is pinned to 2.13.0 and installed before the
 # project: that release is a CPU build available locally, and an unpinned torch would pull a
-# multi-GB CUDA build.
+# multi-GB CUDA build. `make bench` also installs the published optimizers that the
+# step-throughput benchmark measures side by side (the `bench` extra) and runs it; pass
+# options with ARGS, e.g. `make bench ARGS=--quick`.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+BENCH  := $(VENV)/.bench-installed
 TORCH  := torch==2.13.0
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +34,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+$(BENCH): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH)
+
+bench: $(BENCH)
+	$(PY) benchmarks/step_throughput.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
