@@ -28,7 +28,8 @@ AdamW update matches torch's fused AdamW (1.01x its time).
 How
 ---
 - Scheduled hyperparameters (LR, weight decay, bias corrections, ...) are passed as 0-dim
-  float64 CPU tensors, never as Python floats: dynamo specializes a graph on a float's value
+  CPU tensors (float32, float64 for float64 parameters: the dtype torch's own kernels turn
+  a Python number into), never as Python floats: dynamo specializes a graph on a float's value
   (a recompile for every new LR) but guards only a tensor's dtype and shape. The host reads a
   CPU scalar when it launches the kernel: no device sync.
 - Every tensor is passed as a flat 1-D view with a dynamic size, so one graph serves every
@@ -376,10 +377,17 @@ def _probe(
     return _PROBED[key]
 
 
-def _as_scalar(value: Any) -> Tensor:
+def _as_scalar(value: Any, dtype: torch.dtype) -> Tensor:
     if isinstance(value, Tensor):
-        return value.detach().to(torch.float64).reshape(())
-    return torch.tensor(float(value), dtype=torch.float64)
+        return value.detach().to(dtype).reshape(())
+    return torch.tensor(float(value), dtype=dtype)
+
+
+def _opmath(dtype: torch.dtype) -> torch.dtype:
+    """The dtype torch computes ``dtype`` tensors' elementwise ops in, and so the dtype its
+    kernels convert a Python-number hyperparameter to (float32 in fp32 math is also faster
+    than float64 scalars)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def fused_step(
@@ -413,8 +421,9 @@ def fused_step(
         Raise a RuntimeError when the update cannot be compiled (``fused=True``); otherwise
         warn once and run it uncompiled.
     hparams:
-        Numbers (or 0-dim tensors) become 0-dim float64 tensors, booleans and strings stay
-        as they are (the compiled graph is specialized on them).
+        Numbers (or 0-dim tensors) become 0-dim float32 tensors (float64 for float64
+        parameters); booleans and strings stay as they are (the compiled graph is
+        specialized on them).
     """
     if not params:
         return
@@ -458,18 +467,26 @@ class _Step:
         hparams: Mapping[str, Any],
     ) -> None:
         self.update, self.params, self.grads, self.states = update, params, grads, states
-        self.scalars: dict[str, Tensor] = {}
+        self.numbers: dict[str, Any] = {}
         self.flags: dict[str, Any] = {}
         for name, value in hparams.items():
             if isinstance(value, (bool, str)) or value is None:
                 self.flags[name] = value
             else:
-                self.scalars[name] = _as_scalar(value)
+                self.numbers[name] = value
+        self._scalars: dict[torch.dtype, dict[str, Tensor]] = {}
+
+    def scalars(self, dtype: torch.dtype) -> dict[str, Tensor]:
+        """The numbers as 0-dim tensors for parameters of ``dtype``."""
+        opmath = _opmath(dtype)
+        if opmath not in self._scalars:
+            self._scalars[opmath] = {k: _as_scalar(v, opmath) for k, v in self.numbers.items()}
+        return self._scalars[opmath]
 
     def probe(self, plan: _Plan) -> str | None:
         """Compile for every signature of ``plan``; the first error, if any."""
         for signature in {*plan.small, *plan.large}:
-            error = _probe(self.update, signature, self.scalars, self.flags)
+            error = _probe(self.update, signature, self.scalars(signature[1]), self.flags)
             if error is not None:
                 return error
         return None
@@ -505,7 +522,7 @@ class _Step:
                 c.extend(tensors[i].detach().view(-1) for i in index)
         compiled = _compiled(self.update)
         for signature, column in columns.items():
-            _call_chunks(compiled, signature, column, self.scalars, self.flags)
+            _call_chunks(compiled, signature, column, self.scalars(signature[1]), self.flags)
         for ps, slot in gathered:
             torch._foreach_copy_(ps, slot.param_views)
         self.run_uncompiled(plan.other)
@@ -517,6 +534,6 @@ class _Step:
                 [self.params[i] for i in index],
                 [self.grads[i] for i in index],
                 *[[s[i] for i in index] for s in self.states],
-                **self.scalars,
+                **self.scalars(self.params[index[0]].dtype),
                 **self.flags,
             )

@@ -10,7 +10,9 @@ from the param group; ``maximize`` means the gradients are negated before use.
 ``*_fused`` functions are the same updates written for the compiler (see ``_fused.py``):
 over lists of tensors, with every number that may change between steps given as a 0-dim
 tensor, precomputed on the host exactly as the per-tensor path computes it (e.g.
-``decay = 1 - lr * weight_decay``), and all-zero inputs mapped to zeros.
+``decay = 1 - lr * weight_decay``), and all-zero inputs mapped to zeros. They agree with the
+per-tensor functions to rounding (e.g. ``m + w (g - m)`` for ``lerp``, which Inductor would
+compile into a slower per-element choice of formula).
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def adamw_fused(
     for param, grad, m, v in zip(params, grads, exp_avgs, exp_avg_sqs, strict=True):
         g = -grad if maximize else grad
         param.mul_(decay)
-        m.lerp_(g, weight1)
+        m.add_(weight1 * (g - m))
         v.mul_(beta2).add_(weight2 * g * g)
         param.add_(neg_step_size * m / (v.sqrt() / bias2_sqrt + eps))
 
@@ -160,8 +162,10 @@ def lion_fused(
     ``neg_lr = -lr``, ``weight1 = 1 - b1``, ``weight2 = 1 - b2``."""
     for param, grad, m in zip(params, grads, exp_avgs, strict=True):
         g = -grad if maximize else grad
-        param.mul_(decay).add_(torch.lerp(m, g, weight1).sign() * neg_lr)
-        m.lerp_(g, weight2)
+        # lerp written out: Inductor's lerp picks its formula per element, twice as slow
+        d = g - m
+        param.mul_(decay).add_(torch.sign(m + weight1 * d) * neg_lr)
+        m.add_(weight2 * d)
 
 
 # --------------------------------------------------------------------------------------------
