@@ -1,18 +1,18 @@
 # Two entry points: `make demo` (the main job) and `make test` (the test suite).
 # Both create .venv on first use. torch is pinned to 2.13.0 and installed before the
 # project: that release is a CPU build available locally, and an unpinned torch would pull a
-# multi-GB CUDA build. `make bench` also installs the published optimizers that the
-# step-throughput benchmark measures side by side (the `bench` extra) and runs it; pass
-# options with ARGS, e.g. `make bench ARGS=--quick`.
+# multi-GB CUDA build. `make throughput` also installs the published optimizers that the
+# step-throughput benchmark measures side by side (the `throughput` extra) and runs it;
+# pass options with ARGS, e.g. `make throughput ARGS=--quick`.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-BENCH  := $(VENV)/.bench-installed
+THRU   := $(VENV)/.throughput-installed
 TORCH  := torch==2.13.0
 
-.PHONY: demo test lint install bench clean
+.PHONY: demo test lint install throughput clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,11 +35,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-$(BENCH): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
-	touch $(BENCH)
+$(THRU): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,throughput]'
+	touch $(THRU)
 
-bench: $(BENCH)
+throughput: $(THRU)
 	$(PY) benchmarks/step_throughput.py $(ARGS)
 
 lint: $(STAMP)

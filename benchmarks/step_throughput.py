@@ -16,7 +16,7 @@ state), relative to torch's ``AdamW(fused=True)`` timed in the same run, round b
 Contenders: torch's fused AdamW (the reference), optiwise's optimizers on each of their
 paths (``fused``, ``foreach``, per-tensor ``single``) when they are registered, optiwise's
 update kernels driven directly (``kernel:*``), and the published implementations
-(lion-pytorch, pytorch_optimizer, schedulefree: ``make bench`` installs them). Every
+(lion-pytorch, pytorch_optimizer, schedulefree: ``make throughput`` installs them). Every
 contender steps the same parameters and gradients; each round steps every contender once,
 in a rotating order, and the ratios are taken per round (the median is reported) so that
 other processes on a shared machine slow both sides of a ratio alike.
@@ -272,7 +272,7 @@ def published_contenders(algorithms: Iterable[str]) -> tuple[list[Contender], li
     try:
         import lion_pytorch
     except ImportError:
-        notes.append("lion-pytorch not installed (make bench installs it)")
+        notes.append("lion-pytorch not installed (make throughput installs it)")
     else:
         out.append(
             Contender(
@@ -285,7 +285,7 @@ def published_contenders(algorithms: Iterable[str]) -> tuple[list[Contender], li
     try:
         import pytorch_optimizer as po
     except ImportError:
-        notes.append("pytorch_optimizer not installed (make bench installs it)")
+        notes.append("pytorch_optimizer not installed (make throughput installs it)")
     else:
         out += [
             Contender("lion (pytorch_optimizer)", "lion", "pytorch_optimizer",
@@ -304,7 +304,7 @@ def published_contenders(algorithms: Iterable[str]) -> tuple[list[Contender], li
     try:
         import schedulefree
     except ImportError:
-        notes.append("schedulefree not installed (make bench installs it)")
+        notes.append("schedulefree not installed (make throughput installs it)")
     else:
         out.append(
             Contender(
