@@ -231,7 +231,7 @@ def optiwise_contenders(algorithms: Iterable[str]) -> list[Contender]:
 
 
 def build_optiwise(algorithm: str, path: str, params: list[nn.Parameter]) -> Any:
-    """optiwise's optimizer on ``path``; a TypeError when it has no such path."""
+    """optiwise's optimizer on ``path``; an error when it has no such path."""
     import optiwise
 
     kwargs = {"fused": dict(fused=True), "foreach": dict(foreach=True, fused=False)}.get(
@@ -239,7 +239,7 @@ def build_optiwise(algorithm: str, path: str, params: list[nn.Parameter]) -> Any
     )
     try:
         return optiwise.create_optimizer(algorithm, params, **HPARAMS[algorithm], **kwargs)
-    except TypeError:
+    except (TypeError, ValueError):
         if path == "fused":
             raise
         kwargs.pop("fused")  # an optimizer without a fused path yet
