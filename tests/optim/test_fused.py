@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from optiwise.optim import _fused
-from optiwise.optim._fused import AUTO_MIN_NUMEL, FLAT_NUMEL, fused_step, use_fused
+from optiwise.optim._fused import AUTO_MIN_NUMEL, FLAT_NUMEL, fused_map, fused_step, use_fused
 from optiwise.optim._kernels import (
     adamw_fused,
     adamw_single_tensor,
@@ -288,7 +288,7 @@ def test_fused_and_foreach_together_rejected() -> None:
 def test_fused_true_rejects_what_it_cannot_fuse() -> None:
     with pytest.raises(ValueError, match="parameter #0 is on meta"):
         _fused.check_fused_params([torch.zeros(3, device="meta")])
-    with pytest.raises(ValueError, match="floating-point"):
+    with pytest.raises(ValueError, match="dense floating-point"):
         _fused.check_fused_params([torch.zeros(3, dtype=torch.int64)])
 
 
@@ -336,3 +336,65 @@ def test_a_failed_compile_raises_with_fused_true_and_falls_back_otherwise(
     assert_rel_close(run.fused, run.ref)
     # fused=None no longer picks the update that failed
     assert use_fused(None, None, [torch.zeros(AUTO_MIN_NUMEL)], lion_fused) is False
+
+
+# --------------------------------------------------------------------------------------------
+# Per-tensor values: the two passes of a trust-ratio update (as LAMB and LARS need)
+# --------------------------------------------------------------------------------------------
+
+
+def update_norms(
+    params: list[Tensor], grads: list[Tensor], *, weight_decay: Tensor
+) -> list[Tensor]:
+    """First pass: the squared norm of each tensor's update ``g + wd w``."""
+    return [((g + weight_decay * p) ** 2).sum() for p, g in zip(params, grads, strict=True)]
+
+
+def apply_trusted(
+    params: list[Tensor],
+    grads: list[Tensor],
+    *,
+    trust: list[Tensor],
+    weight_decay: Tensor,
+    neg_lr: Tensor,
+) -> None:
+    """Second pass: ``w <- w - lr r (g + wd w)`` with a trust ratio ``r`` per tensor."""
+    for p, g, r in zip(params, grads, trust, strict=True):
+        p.add_(neg_lr * r * (g + weight_decay * p))
+
+
+def trust_ratios(params: list[Tensor], update_sq: list[Tensor]) -> list[Tensor]:
+    """``0.01 ||w|| / ||u||``, 1 where a norm is 0, computed without leaving the device."""
+    w = torch.stack(torch._foreach_norm(params))
+    u = torch.stack(update_sq).sqrt()
+    return list(torch.where((w > 0) & (u > 0), 0.01 * w / u, torch.ones_like(w)).unbind())
+
+
+def test_fused_map_passes_values_per_tensor_and_returns_them() -> None:
+    ref = tensors(0)[:4] + [torch.randn(7, 5).t()] + [torch.randn(300) for _ in range(5)]
+    fused = [p.clone() if p.is_contiguous() else p.t().clone().t() for p in ref]
+    hp = dict(weight_decay=1e-2, neg_lr=-0.1)
+    before = None
+    for t in range(30):
+        g = torch.Generator().manual_seed(t)
+        grads = [torch.randn(p.shape, generator=g) for p in ref]
+        grads[4] = grads[4].t().contiguous().t()  # non-contiguous like its parameter
+        # reference, eagerly
+        sq = [((gr + 1e-2 * p) ** 2).sum() for p, gr in zip(ref, grads, strict=True)]
+        for p, gr, r in zip(ref, grads, trust_ratios(ref, sq), strict=True):
+            p.add_(-0.1 * r * (gr + 1e-2 * p))
+        # compiled, two passes
+        with torch.compiler.set_stance("fail_on_recompile" if t > 0 else "default"):
+            norms = fused_map(
+                update_norms, [fused, grads], strict=True, hparams={"weight_decay": 1e-2}
+            )
+            assert norms is not None and len(norms) == len(fused)
+            result = fused_map(
+                apply_trusted, [fused, grads], strict=True, hparams=hp,
+                per_tensor={"trust": trust_ratios(fused, norms)},
+            )  # fmt: skip
+        assert result is None
+        if t == 0:
+            before = graphs()
+    assert graphs() == before  # new ratios every step, no new graph
+    assert_rel_close(fused, ref)

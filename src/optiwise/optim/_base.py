@@ -7,7 +7,8 @@ Subclasses implement ``step`` with update math in functions over lists of tensor
   gradients with a clear error;
 - :meth:`_run_closure`: ``step(closure)`` semantics;
 - :meth:`_use_foreach`: the ``foreach=None`` policy;
-- :meth:`_use_fused` and :meth:`_fused_step`: the compiled one-pass path (``_fused.py``). A
+- :meth:`_use_fused`, :meth:`_fused_step` (and :meth:`_fused_map` for updates in several
+  passes with a value per tensor): the compiled one-pass path (``_fused.py``). A
   subclass opts in with a ``fused: bool | None = None`` argument stored in its defaults
   (checked by :func:`~optiwise.optim._fused.check_fused_args`), an update written for the
   compiler (``*_fused`` in ``_kernels.py``) and, in ``step``, per group::
@@ -127,6 +128,26 @@ class OptiwiseOptimizer(Optimizer):
             group_id=id(group),
             strict=bool(group.get("fused")),
             hparams=hparams,
+        )
+
+    @staticmethod
+    def _fused_map(
+        update: Callable[..., Any],
+        group: Mapping[str, Any],
+        tensors: Sequence[list[Tensor]],
+        per_tensor: Mapping[str, list[Tensor]] | None = None,
+        **hparams: Any,
+    ) -> list[Tensor] | None:
+        """One pass of a multi-pass update (LAMB, LARS) through the compiled path, tensor by
+        tensor: ``per_tensor`` lists of 0-dim tensors (e.g. trust ratios) go in beside the
+        tensors, and the update's per-tensor outputs (e.g. squared norms) come back (see
+        :func:`optiwise.optim._fused.fused_map`)."""
+        return _fused.fused_map(
+            update,
+            tensors,
+            strict=bool(group.get("fused")),
+            hparams=hparams,
+            per_tensor=per_tensor,
         )
 
     # ----------------------------------------------------------------------------------------

@@ -48,6 +48,9 @@ How
   into it, so ``state_dict`` looks exactly as on the other paths), their parameters and
   gradients are gathered with one ``cat`` and the parameters copied back with one
   ``_foreach_copy_``. A model with 1000 small tensors costs one call, not 1000.
+- Updates that need a value per tensor between passes (LAMB's and LARS's trust ratios) use
+  :func:`fused_map`: no flat buffers, per-tensor 0-dim tensors in (computed on the device:
+  no sync) and per-tensor results out (e.g. squared norms from an Inductor reduction).
 - Compiled graphs are kept in Inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``,
   ``/tmp/torchinductor_<user>`` by default), so the next process skips code generation and
   the C++ compiler; it still traces the update (a few seconds).
@@ -73,6 +76,7 @@ __all__ = [
     "FusedCache",
     "check_fused_args",
     "check_fused_params",
+    "fused_map",
     "fused_step",
     "fused_supported",
     "use_fused",
@@ -92,7 +96,13 @@ _PROBE_NUMEL = 1 << 12
 #: Devices the fused path serves.
 _DEVICES = ("cpu", "cuda")
 
-Update = Callable[..., None]
+Update = Callable[..., Any]
+
+_dtype = operator.attrgetter("dtype")
+_shape = operator.attrgetter("shape")
+_device = operator.attrgetter("device")
+_layout = operator.attrgetter("layout")
+_contiguous = Tensor.is_contiguous
 
 # One compiled wrapper per update function: every torch.compile call makes a new backend,
 # whose graphs would not be shared and would count against dynamo's recompile limit.
@@ -132,28 +142,33 @@ def fused_supported(params: Sequence[Tensor]) -> bool:
     or on CUDA with Triton available."""
     if not params:
         return False
-    device_types = {p.device.type for p in params}
+    device_types = {d.type for d in map(_device, params)}
     if not device_types <= set(_DEVICES):
         return False
     if "cuda" in device_types and not _has_triton():
         return False
-    return all(p.is_floating_point() and p.layout == torch.strided for p in params)
+    # C-level passes: this runs at every step
+    return all(map(Tensor.is_floating_point, params)) and set(map(_layout, params)) == {
+        torch.strided
+    }
 
 
 def check_fused_params(params: Sequence[Tensor]) -> None:
     """Raise a ValueError naming what ``fused=True`` cannot handle in ``params``."""
+    if fused_supported(params):
+        return
     for i, p in enumerate(params):
         if p.device.type not in _DEVICES:
             raise ValueError(
                 f"fused=True supports parameters on {list(_DEVICES)}; parameter #{i} is on "
                 f"{p.device}: pass fused=False"
             )
-        if not p.is_floating_point():
+        if not p.is_floating_point() or p.layout != torch.strided:
             raise ValueError(
-                f"fused=True needs floating-point parameters; parameter #{i} is {p.dtype}"
+                f"fused=True needs dense floating-point parameters; parameter #{i} is "
+                f"{p.dtype} ({p.layout})"
             )
-    if any(p.is_cuda for p in params) and not _has_triton():
-        raise ValueError("fused=True on CUDA needs Triton (pip install triton): pass fused=False")
+    raise ValueError("fused=True on CUDA needs Triton (pip install triton): pass fused=False")
 
 
 def use_fused(
@@ -173,7 +188,7 @@ def use_fused(
         return True
     if foreach is not None or update in _BROKEN or torch.compiler.is_compiling():
         return False
-    return fused_supported(params) and sum(p.numel() for p in params) >= AUTO_MIN_NUMEL
+    return fused_supported(params) and sum(map(Tensor.numel, params)) >= AUTO_MIN_NUMEL
 
 
 def _has_triton() -> bool:
@@ -249,12 +264,6 @@ class _FlatSlot:
                 for state, views in zip(states, self.state_views, strict=True)
             )
         )
-
-
-_dtype = operator.attrgetter("dtype")
-_shape = operator.attrgetter("shape")
-_device = operator.attrgetter("device")
-_contiguous = Tensor.is_contiguous
 
 
 def _fingerprint(
@@ -339,17 +348,28 @@ def _call_chunks(
     tensors: list[list[Tensor]],
     scalars: Mapping[str, Tensor],
     flags: Mapping[str, Any],
-) -> None:
-    """Call ``compiled`` on ``tensors`` (``[params, grads, *states]``, flat) in padded chunks."""
+    per_tensor: Mapping[str, list[Tensor]] | None = None,
+) -> list[Tensor]:
+    """Call ``compiled`` on ``tensors`` (columns of flat tensors) in padded chunks, with
+    ``per_tensor`` lists chunked alike (padded with 0-dim zeros); the update's outputs for
+    the real tensors, in order."""
+    per_tensor = per_tensor or {}
     n = len(tensors[0])
+    outputs: list[Tensor] = []
     for start in range(0, n, CHUNK):
         chunk = [column[start : start + CHUNK] for column in tensors]
-        missing = CHUNK - len(chunk[0])
-        if missing:
-            for pad in _padding(signature, missing):
+        lists = {name: values[start : start + CHUNK] for name, values in per_tensor.items()}
+        real = len(chunk[0])
+        if real < CHUNK:
+            for pad in _padding(signature, CHUNK - real):
                 for column, t in zip(chunk, pad, strict=True):
                     column.append(t)
-        compiled(*chunk, **scalars, **flags)
+            for values in lists.values():
+                values += [values[0].new_zeros(()) for _ in range(CHUNK - real)]
+        result = compiled(*chunk, **lists, **scalars, **flags)
+        if result is not None:
+            outputs.extend(list(result)[:real])
+    return outputs
 
 
 def _probe(
@@ -357,9 +377,16 @@ def _probe(
     signature: tuple[Any, ...],
     scalars: Mapping[str, Tensor],
     flags: Mapping[str, Any],
+    per_tensor: Mapping[str, list[Tensor]] | None = None,
 ) -> str | None:
-    """Compile ``update`` for ``signature`` by running it on padding; the error, if any."""
-    key = (update, signature, tuple(sorted(flags.items())))
+    """Compile ``update`` for ``signature`` by running it on zeros; the error, if any."""
+    lists = {k: v[0] for k, v in (per_tensor or {}).items()}
+    key = (
+        update,
+        signature,
+        tuple(sorted(flags.items())),
+        tuple(sorted((k, v.dtype, v.device) for k, v in lists.items())),
+    )
     if key not in _PROBED:
         # Inductor decides from the sizes it traces with whether a loop runs on several
         # threads: trace with tensors large enough to get the parallel loops.
@@ -368,8 +395,9 @@ def _probe(
             [torch.zeros(_PROBE_NUMEL, dtype=dtype, device=device) for _ in range(CHUNK)]
             for dtype in dtypes
         ]
+        zeros = {k: [v.new_zeros(()) for _ in range(CHUNK)] for k, v in lists.items()}
         try:
-            _call_chunks(_compiled(update), signature, columns, scalars, flags)
+            _call_chunks(_compiled(update), signature, columns, scalars, flags, zeros)
         except Exception as err:  # any failure to compile means: do not use this path
             _PROBED[key] = f"{type(err).__name__}: {err}".splitlines()[0]
         else:
@@ -436,6 +464,13 @@ def fused_step(
         if error is None:
             step.run(group, keys, optimizer_state)
             return
+    _unavailable(update, error, strict)
+    step.run_uncompiled(range(len(params)))
+
+
+def _unavailable(update: Update, error: str, strict: bool) -> None:
+    """Raise (``strict``) or warn once that ``update`` cannot be compiled, and stop
+    ``fused=None`` from choosing it."""
     if strict:
         raise RuntimeError(
             f"fused=True, but the update could not be compiled ({error}); pass fused=False"
@@ -445,10 +480,107 @@ def fused_step(
             f"optiwise: the fused optimizer step could not be compiled ({error}); running "
             "the update uncompiled",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     _BROKEN[update] = error
-    step.run_uncompiled(range(len(params)))
+
+
+class _Args:
+    """An update's keyword arguments: numbers (as 0-dim tensors per op dtype) and flags."""
+
+    def __init__(self, hparams: Mapping[str, Any]) -> None:
+        self.numbers: dict[str, Any] = {}
+        self.flags: dict[str, Any] = {}
+        for name, value in hparams.items():
+            if isinstance(value, (bool, str)) or value is None:
+                self.flags[name] = value
+            else:
+                self.numbers[name] = value
+        self._scalars: dict[torch.dtype, dict[str, Tensor]] = {}
+
+    def scalars(self, dtype: torch.dtype) -> dict[str, Tensor]:
+        """The numbers as 0-dim tensors for parameters of ``dtype``."""
+        opmath = _opmath(dtype)
+        if opmath not in self._scalars:
+            self._scalars[opmath] = {k: _as_scalar(v, opmath) for k, v in self.numbers.items()}
+        return self._scalars[opmath]
+
+
+def fused_map(
+    update: Update,
+    tensors: Sequence[list[Tensor]],
+    *,
+    strict: bool,
+    hparams: Mapping[str, Any],
+    per_tensor: Mapping[str, list[Tensor]] | None = None,
+) -> list[Tensor] | None:
+    """Apply ``update`` through the compiled path tensor by tensor, without flat buffers:
+    for updates that take or give a value per tensor (LAMB's and LARS's trust ratios).
+
+    Parameters
+    ----------
+    update:
+        ``update(*columns, **per_tensor_lists, **scalars, **flags)``, returning None or a
+        list with one tensor (e.g. a 0-dim norm) per tensor of the columns.
+    tensors:
+        Columns of tensors, each aligned with the first (the parameters); updated in place.
+    strict, hparams:
+        As for :func:`fused_step`.
+    per_tensor:
+        Lists of 0-dim tensors aligned with the columns (e.g. a trust ratio per tensor,
+        computed on the device: no sync), passed to ``update`` chunk by chunk.
+
+    Returns
+    -------
+    The update's per-tensor outputs in order, or None when it returns nothing.
+    """
+    columns = [list(c) for c in tensors]
+    lists = {k: list(v) for k, v in (per_tensor or {}).items()}
+    if not columns[0]:
+        return None
+    args = _Args(hparams)
+    routes: dict[tuple[Any, ...], list[int]] = {}
+    other: list[int] = []
+    for i in range(len(columns[0])):
+        own = [c[i] for c in columns]
+        if all(map(_contiguous, own)):
+            routes.setdefault((own[0].device, *map(_dtype, own)), []).append(i)
+        else:
+            other.append(i)
+    outputs: dict[int, Tensor] = {}
+
+    def uncompiled(index: Sequence[int]) -> None:
+        if index:
+            picked = {k: [v[i] for i in index] for k, v in lists.items()}
+            result = update(
+                *[[c[i] for i in index] for c in columns],
+                **picked,
+                **args.scalars(columns[0][index[0]].dtype),
+                **args.flags,
+            )
+            if result is not None:
+                outputs.update(zip(index, result, strict=True))
+
+    with _no_duck_sizing():
+        for signature in routes:
+            error = _probe(update, signature, args.scalars(signature[1]), args.flags, lists)
+            if error is not None:
+                _unavailable(update, error, strict)
+                uncompiled(range(len(columns[0])))
+                break
+        else:
+            compiled = _compiled(update)
+            for signature, index in routes.items():
+                # detached, so that every input has requires_grad=False (dynamo guards it)
+                flat = [[c[i].detach().view(-1) for i in index] for c in columns]
+                picked = {k: [v[i] for i in index] for k, v in lists.items()}
+                scalars = args.scalars(signature[1])
+                result = _call_chunks(compiled, signature, flat, scalars, args.flags, picked)
+                outputs.update(zip(index, result, strict=False))
+            uncompiled(other)
+    if not outputs:
+        return None
+    return [outputs[i] for i in range(len(columns[0]))]
 
 
 def _no_duck_sizing() -> AbstractContextManager[None]:
@@ -467,21 +599,9 @@ class _Step:
         hparams: Mapping[str, Any],
     ) -> None:
         self.update, self.params, self.grads, self.states = update, params, grads, states
-        self.numbers: dict[str, Any] = {}
-        self.flags: dict[str, Any] = {}
-        for name, value in hparams.items():
-            if isinstance(value, (bool, str)) or value is None:
-                self.flags[name] = value
-            else:
-                self.numbers[name] = value
-        self._scalars: dict[torch.dtype, dict[str, Tensor]] = {}
-
-    def scalars(self, dtype: torch.dtype) -> dict[str, Tensor]:
-        """The numbers as 0-dim tensors for parameters of ``dtype``."""
-        opmath = _opmath(dtype)
-        if opmath not in self._scalars:
-            self._scalars[opmath] = {k: _as_scalar(v, opmath) for k, v in self.numbers.items()}
-        return self._scalars[opmath]
+        self.args = _Args(hparams)
+        self.flags = self.args.flags
+        self.scalars = self.args.scalars
 
     def probe(self, plan: _Plan) -> str | None:
         """Compile for every signature of ``plan``; the first error, if any."""
