@@ -346,8 +346,11 @@ def test_a_failed_compile_raises_with_fused_true_and_falls_back_otherwise(
 def update_norms(
     params: list[Tensor], grads: list[Tensor], *, weight_decay: Tensor
 ) -> list[Tensor]:
-    """First pass: the squared norm of each tensor's update ``g + wd w``."""
-    return [((g + weight_decay * p) ** 2).sum() for p, g in zip(params, grads, strict=True)]
+    """First pass: the squared norm of each tensor's update ``g + wd w``, summed in float64
+    (Inductor specializes an fp32 sum on the size being at most 4096 or not)."""
+    return [
+        ((g + weight_decay * p).double() ** 2).sum() for p, g in zip(params, grads, strict=True)
+    ]
 
 
 def apply_trusted(
@@ -365,7 +368,7 @@ def apply_trusted(
 
 def trust_ratios(params: list[Tensor], update_sq: list[Tensor]) -> list[Tensor]:
     """``0.01 ||w|| / ||u||``, 1 where a norm is 0, computed without leaving the device."""
-    w = torch.stack(torch._foreach_norm(params))
+    w = torch.stack(torch._foreach_norm(params)).double()
     u = torch.stack(update_sq).sqrt()
     return list(torch.where((w > 0) & (u > 0), 0.01 * w / u, torch.ones_like(w)).unbind())
 
@@ -389,6 +392,13 @@ def test_fused_map_passes_values_per_tensor_and_returns_them() -> None:
                 update_norms, [fused, grads], strict=True, hparams={"weight_decay": 1e-2}
             )
             assert norms is not None and len(norms) == len(fused)
+            if t > 0:  # the same tensors in another order, the large one last: same graph
+                rotated = fused_map(
+                    update_norms, [fused[2:] + fused[:2], grads[2:] + grads[:2]], strict=True,
+                    hparams={"weight_decay": 1e-2},
+                )  # fmt: skip
+                assert rotated is not None
+                assert all(map(torch.equal, rotated[-2:] + rotated[:-2], norms))
             result = fused_map(
                 apply_trusted, [fused, grads], strict=True, hparams=hp,
                 per_tensor={"trust": trust_ratios(fused, norms)},

@@ -521,7 +521,10 @@ def fused_map(
     ----------
     update:
         ``update(*columns, **per_tensor_lists, **scalars, **flags)``, returning None or a
-        list with one tensor (e.g. a 0-dim norm) per tensor of the columns.
+        list with one tensor (e.g. a 0-dim norm) per tensor of the columns. Sums should
+        accumulate in float64: Inductor compiles an fp32 sum differently (and guards on it)
+        depending on whether it has more than 4096 elements, which would compile a new graph
+        for each new pattern of sizes in a chunk.
     tensors:
         Columns of tensors, each aligned with the first (the parameters); updated in place.
     strict, hparams:
@@ -543,7 +546,8 @@ def fused_map(
     other: list[int] = []
     for i in range(len(columns[0])):
         own = [c[i] for c in columns]
-        if all(map(_contiguous, own)):
+        # sizes 0 and 1 would be specialized by dynamo (a graph each): run those uncompiled
+        if own[0].numel() > 1 and all(map(_contiguous, own)):
             routes.setdefault((own[0].device, *map(_dtype, own)), []).append(i)
         else:
             other.append(i)
