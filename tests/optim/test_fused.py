@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import io
+import os
+import shutil
 from collections.abc import Callable
 
 import pytest
@@ -20,6 +22,12 @@ from optiwise.optim._kernels import (
     lion_single_tensor,
 )
 from tests.optim.fused_lion import FusedLion
+
+# torch.compile builds CPU kernels with a C++ compiler (CXX, g++ by default)
+compiles = pytest.mark.skipif(
+    shutil.which(os.environ.get("CXX", "g++")) is None,
+    reason="torch.compile needs a C++ compiler on CPU (set CXX or install g++)",
+)
 
 
 def graphs() -> int:
@@ -69,6 +77,7 @@ class Run:
         )  # fmt: skip
 
 
+@compiles
 @pytest.mark.parametrize("maximize", [False, True])
 def test_fused_lion_matches_lion_single_tensor_after_100_steps(maximize: bool) -> None:
     run = Run(1)
@@ -91,6 +100,7 @@ def test_fused_lion_matches_lion_single_tensor_after_100_steps(maximize: bool) -
     assert [s.shape for s in small] == [p.shape for p in run.fused[1:4]]
 
 
+@compiles
 def test_fused_adamw_matches_adamw_single_tensor_after_100_steps() -> None:
     run = Run(2)
     lr, b1, b2, eps, wd = 1e-2, 0.9, 0.999, 1e-8, 0.05
@@ -110,6 +120,7 @@ def test_fused_adamw_matches_adamw_single_tensor_after_100_steps() -> None:
         assert_rel_close(got, want)
 
 
+@compiles
 def test_bf16_fused_computes_in_fp32_and_rounds_once() -> None:
     bf16, fp32 = Run(1, torch.bfloat16), Run(1, torch.float32)
     fp32.fused = [p.float() for p in bf16.fused]
@@ -177,6 +188,7 @@ class CountedLion(FusedLion):
     update = staticmethod(lion_copy)
 
 
+@compiles
 def test_one_graph_for_every_lr_and_model() -> None:
     before = graphs()
     # Older torch releases specialized graphs on Python floats; the scalar tensors must not
@@ -208,6 +220,7 @@ def states(opt: torch.optim.Optimizer) -> dict[int, dict[str, Tensor]]:
     return opt.state_dict()["state"]  # type: ignore[no-any-return]
 
 
+@compiles
 @pytest.mark.parametrize("path", [dict(fused=False, foreach=False), dict(foreach=True)])
 def test_state_dict_is_the_same_on_every_path(path: dict[str, bool]) -> None:
     a, b = model(), model()
@@ -235,6 +248,7 @@ def reload(opt: torch.optim.Optimizer) -> dict[str, object]:
     return torch.load(buffer, weights_only=True)  # type: ignore[no-any-return]
 
 
+@compiles
 @pytest.mark.parametrize(("first", "then"), [(True, False), (False, True)])
 def test_resume_on_another_path(first: bool, then: bool) -> None:
     ref = model()
@@ -253,6 +267,7 @@ def test_resume_on_another_path(first: bool, then: bool) -> None:
     assert_rel_close(params_of(fresh), params_of(ref))
 
 
+@compiles
 def test_params_without_grads_are_skipped_and_flat_state_follows() -> None:
     a, b = model(), model()
     fused, ref = (
@@ -373,6 +388,7 @@ def trust_ratios(params: list[Tensor], update_sq: list[Tensor]) -> list[Tensor]:
     return list(torch.where((w > 0) & (u > 0), 0.01 * w / u, torch.ones_like(w)).unbind())
 
 
+@compiles
 def test_fused_map_passes_values_per_tensor_and_returns_them() -> None:
     ref = tensors(0)[:4] + [torch.randn(7, 5).t()] + [torch.randn(300) for _ in range(5)]
     fused = [p.clone() if p.is_contiguous() else p.t().clone().t() for p in ref]
