@@ -1,7 +1,8 @@
 # Two entry points: `make demo` (the main job) and `make test` (the test suite).
 # Both create .venv on first use. torch is pinned to 2.13.0 and installed before the
 # project: that release is a CPU build available locally, and an unpinned torch would pull a
-# multi-GB CUDA build.
+# multi-GB CUDA build. `make throughput` runs the optimizer-step benchmark; pass options
+# with ARGS, e.g. `make throughput ARGS=--quick`.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -11,7 +12,7 @@ DATA   := $(VENV)/.data
 TORCH  := torch==2.13.0
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test lint install data clean
+.PHONY: demo test lint install data throughput clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,11 @@ demo: $(STAMP) $(DATA)
 
 test: $(STAMP) $(DATA)
 	$(PY) -m pytest -q
+
+# Optimizer-step throughput against torch's fused AdamW and the published implementations
+# (which the dev extra installs); ARGS=--quick for a short run.
+throughput: $(STAMP)
+	$(PY) benchmarks/step_throughput.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests

@@ -8,6 +8,17 @@ Subclasses implement ``step`` with update math in functions over lists of tensor
 - :meth:`_state_buffers`: per-parameter state tensors, created as zeros on first use;
 - :meth:`_run_closure`: ``step(closure)`` semantics;
 - :meth:`_use_foreach`: the ``foreach=None`` policy;
+- :meth:`_use_fused`, :meth:`_fused_step` (and :meth:`_fused_map` for updates in several
+  passes with a value per tensor): the compiled one-pass path (``_fused.py``). A
+  subclass opts in with a ``fused: bool | None = None`` argument stored in its defaults
+  (checked by :func:`~optiwise.optim._fused.check_fused_args`), an update written for the
+  compiler (``*_fused`` in ``_kernels.py``) and, in ``step``, per group::
+
+      if self._use_fused(group, params, lion_fused):
+          self._fused_step(lion_fused, group, params, grads, [exp_avgs], ["exp_avg"],
+                           decay=1 - lr * wd, neg_lr=-lr, ..., maximize=group["maximize"])
+      else:
+          ...  # the foreach or per-tensor kernel, as before
 - a :meth:`load_state_dict` that validates the whole state dict first (same optimizer, same
   parameter count and shapes) and leaves the optimizer unchanged when it does not fit.
 """
@@ -21,11 +32,16 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from optiwise.optim import _fused
+
 __all__ = ["OptiwiseOptimizer", "StateKind"]
 
 #: ``"param"``: a tensor of the parameter's shape; ``"scalar"``: a 0-dim tensor or number;
 #: ``"any"``: checked by the subclass (:meth:`OptiwiseOptimizer._check_param_state`).
 StateKind = Literal["param", "scalar", "any"]
+
+#: Param-group keys that choose a code path rather than the update.
+_PATH_KEYS = frozenset({"foreach", "fused"})
 
 
 class OptiwiseOptimizer(Optimizer):
@@ -79,6 +95,71 @@ class OptiwiseOptimizer(Optimizer):
         if foreach is not None:
             return bool(foreach)
         return bool(params) and all(p.is_cuda for p in params)
+
+    @staticmethod
+    def _use_fused(
+        group: Mapping[str, Any], params: list[Tensor], update: Callable[..., None]
+    ) -> bool:
+        """Whether ``group``'s step takes the fused path with ``update``.
+
+        ``fused=True`` always (a ValueError when the parameters cannot be fused), ``False``
+        never; ``None`` (the default) when ``foreach`` is None too and the fused path pays:
+        supported parameters holding at least ``_fused.AUTO_MIN_NUMEL`` elements (see
+        :func:`optiwise.optim._fused.use_fused`).
+        """
+        return _fused.use_fused(group.get("fused"), group.get("foreach"), params, update)
+
+    def _fused_step(
+        self,
+        update: Callable[..., None],
+        group: Mapping[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: Sequence[list[Tensor]],
+        keys: Sequence[str],
+        **hparams: Any,
+    ) -> None:
+        """Run ``update`` on ``group``'s tensors through the compiled path.
+
+        ``states[k]`` holds state ``keys[k]`` of each parameter (created by the subclass as
+        for the other paths); small tensors' state is moved into flat buffers and
+        ``self.state`` re-pointed at views of them. ``hparams`` are the update's keyword
+        arguments: numbers become 0-dim tensors (changing them never recompiles), booleans
+        specialize the compiled graph.
+        """
+        cache: _fused.FusedCache = self.__dict__.setdefault("_fused_cache", {})
+        _fused.fused_step(
+            update,
+            params,
+            grads,
+            states,
+            keys,
+            optimizer_state=self.state,
+            cache=cache,
+            group_id=id(group),
+            strict=bool(group.get("fused")),
+            hparams=hparams,
+        )
+
+    @staticmethod
+    def _fused_map(
+        update: Callable[..., Any],
+        group: Mapping[str, Any],
+        tensors: Sequence[list[Tensor]],
+        per_tensor: Mapping[str, list[Tensor]] | None = None,
+        **hparams: Any,
+    ) -> list[Tensor] | None:
+        """One pass of a multi-pass update (LAMB, LARS) through the compiled path, tensor by
+        tensor: ``per_tensor`` lists of 0-dim tensors (e.g. trust ratios) go in beside the
+        tensors, and the update's per-tensor outputs (e.g. squared norms) come back (see
+        :func:`optiwise.optim._fused.fused_map`)."""
+        return _fused.fused_map(
+            update,
+            tensors,
+            strict=bool(group.get("fused")),
+            hparams=hparams,
+            per_tensor=per_tensor,
+        )
 
     # ----------------------------------------------------------------------------------------
     # Safe loading
@@ -140,8 +221,9 @@ class OptiwiseOptimizer(Optimizer):
         index_to_param: dict[Any, Tensor] = {}
         for g, (saved, current) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
             # torch's load_state_dict adds "differentiable" to self.defaults (in
-            # __setstate__) but not to the groups; it is not ours to require.
-            missing = sorted(set(self.defaults) - set(saved) - {"differentiable"})
+            # __setstate__) but not to the groups; it is not ours to require. How to step
+            # (foreach/fused) is the running optimizer's choice, not the checkpoint's.
+            missing = sorted(set(self.defaults) - set(saved) - {"differentiable"} - _PATH_KEYS)
             if missing:
                 raise ValueError(
                     f"cannot load state dict into {name}: param group {g} lacks "
@@ -162,12 +244,19 @@ class OptiwiseOptimizer(Optimizer):
         Unlike torch's own optimizers, every state tensor keeps the dtype it was saved with
         (torch casts floating state to the parameter's dtype, which would round fp32 state
         of bf16 parameters and turn int8 codes into floats); it only moves to the
-        parameter's device.
+        parameter's device. The ``foreach`` and ``fused`` choices stay as this optimizer was
+        built (a run may change paths when it resumes): every path reads and writes the same
+        state.
         """
         self.validate_state_dict(state_dict)
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
         current = [p for g in self.param_groups for p in g["params"]]
+        paths = [{k: g[k] for k in _PATH_KEYS if k in g} for g in self.param_groups]
         super().load_state_dict(state_dict)
+        for group, path in zip(self.param_groups, paths, strict=True):
+            for key in _PATH_KEYS - set(path):
+                group.pop(key, None)
+            group.update(path)
         for index, param in zip(saved_ids, current, strict=True):
             saved_state = state_dict["state"].get(index, {})
             state = self.state[param]

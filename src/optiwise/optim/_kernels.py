@@ -6,6 +6,13 @@ reference path) and, where it pays, a multi-tensor one (``*_multi_tensor``: torc
 place and give the same results; the optimizer classes pick one (see
 ``OptiwiseOptimizer._use_foreach``). Hyperparameters arrive as plain floats, already taken
 from the param group; ``maximize`` means the gradients are negated before use.
+
+``*_fused`` functions are the same updates written for the compiler (see ``_fused.py``):
+over lists of tensors, with every number that may change between steps given as a 0-dim
+tensor, precomputed on the host exactly as the per-tensor path computes it (e.g.
+``decay = 1 - lr * weight_decay``), and all-zero inputs mapped to zeros. They agree with the
+per-tensor functions to rounding (e.g. ``m + w (g - m)`` for ``lerp``, which Inductor would
+compile into a slower per-element choice of formula).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from torch import Tensor
 __all__ = [
     "QuantMap",
     "adamw8bit_single_tensor",
+    "adamw_fused",
     "adamw_multi_tensor",
     "adamw_single_tensor",
     "dequantize_blockwise",
@@ -27,6 +35,7 @@ __all__ = [
     "lars_multi_tensor",
     "lars_single_tensor",
     "lion8bit_single_tensor",
+    "lion_fused",
     "lion_multi_tensor",
     "lion_single_tensor",
     "lookahead_sync_multi_tensor",
@@ -109,6 +118,34 @@ def adamw_multi_tensor(
     torch._foreach_addcdiv_(params, exp_avgs, denoms, [-lr / (1 - beta1**step) for step in steps])
 
 
+def adamw_fused(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    *,
+    decay: Tensor,
+    weight1: Tensor,
+    beta2: Tensor,
+    weight2: Tensor,
+    bias2_sqrt: Tensor,
+    eps: Tensor,
+    neg_step_size: Tensor,
+    maximize: bool,
+) -> None:
+    """:func:`adamw_single_tensor` for the compiler, all tensors sharing one step count.
+
+    ``decay = 1 - lr wd``, ``weight1 = 1 - b1``, ``weight2 = 1 - b2``,
+    ``bias2_sqrt = sqrt(1 - b2^t)``, ``neg_step_size = -lr / (1 - b1^t)``.
+    """
+    for param, grad, m, v in zip(params, grads, exp_avgs, exp_avg_sqs, strict=True):
+        g = -grad if maximize else grad
+        param.mul_(decay)
+        m.add_(weight1 * (g - m))
+        v.mul_(beta2).add_(weight2 * g * g)
+        param.add_(neg_step_size * m / (v.sqrt() / bias2_sqrt + eps))
+
+
 # --------------------------------------------------------------------------------------------
 # Lion (Chen et al. 2023)
 # --------------------------------------------------------------------------------------------
@@ -160,6 +197,27 @@ def lion_multi_tensor(
     torch._foreach_sign_(updates)
     torch._foreach_add_(params, updates, alpha=-lr)
     torch._foreach_lerp_(exp_avgs, gs, 1 - beta2)
+
+
+def lion_fused(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    *,
+    decay: Tensor,
+    neg_lr: Tensor,
+    weight1: Tensor,
+    weight2: Tensor,
+    maximize: bool,
+) -> None:
+    """:func:`lion_single_tensor` for the compiler: ``decay = 1 - lr wd``,
+    ``neg_lr = -lr``, ``weight1 = 1 - b1``, ``weight2 = 1 - b2``."""
+    for param, grad, m in zip(params, grads, exp_avgs, strict=True):
+        g = -grad if maximize else grad
+        # lerp written out: Inductor's lerp picks its formula per element, twice as slow
+        d = g - m
+        param.mul_(decay).add_(torch.sign(m + weight1 * d) * neg_lr)
+        m.add_(weight2 * d)
 
 
 # --------------------------------------------------------------------------------------------
