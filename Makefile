@@ -46,12 +46,10 @@ install: $(STAMP)
 
 data: $(DATA)
 
+# The main job: a recipe for fmnist-cnn, its LR range test and audit, against two naive
+# setups; writes optiwise-report/ (see the README's "The demo").
 demo: $(STAMP) $(DATA)
-	$(VENV)/bin/optiwise list
-	$(VENV)/bin/optiwise schedule warmup_cosine --total-steps 1000 --warmup 0.05 \
-		--min-lr-ratio 0.1 --plot optiwise-report/warmup_cosine.png
-	$(VENV)/bin/optiwise schedule wsd --total-steps 1000 --warmup 50 --decay 0.2 \
-		--plot optiwise-report/wsd.png
+	$(VENV)/bin/optiwise demo
 
 test: $(STAMP) $(DATA)
 	$(PY) -m pytest -q

@@ -4,6 +4,7 @@ import inspect
 import math
 
 import pytest
+import torch
 
 from optiwise import knowledge
 from optiwise.knowledge import Fact
@@ -136,3 +137,17 @@ def test_info_validation() -> None:
             warmup=Fact(False, "r"),
             best_for=Fact("x", "r"),
         )
+
+
+def test_naive_setups_build_the_optimizers_their_keys_name() -> None:
+    from optiwise.audit.runtime import identify_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    assert set(knowledge.NAIVE_SETUPS) == {"adam", "sgd_plain"}
+    for key, fact in knowledge.NAIVE_SETUPS.items():
+        spec = dict(fact.value)
+        opt = getattr(torch.optim, spec.pop("optimizer"))(model.parameters(), **spec)
+        assert identify_optimizer(opt) == key and fact.reason
+        assert opt.defaults["lr"] == spec["lr"]
+    assert knowledge.NAIVE_SETUPS["adam"].value["lr"] == 1e-3
+    assert knowledge.NAIVE_SETUPS["sgd_plain"].value["lr"] == 0.01

@@ -32,3 +32,12 @@ def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png")
     return target
+
+
+def new_grid(rows: int, cols: int, width: float, height: float) -> tuple[Any, list[Any]]:
+    """A (figure, axes) pair with a ``rows`` x ``cols`` grid of axes (row by row) on the
+    non-interactive Agg backend; ``width`` and ``height`` are the whole figure's, in inches."""
+    fig, _ = new_figure(width, height)
+    fig.clear()
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(rows * cols)]
+    return fig, axes

@@ -621,6 +621,50 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# optiwise demo
+# --------------------------------------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from optiwise.bench.demo import (
+        DemoConfig,
+        comparisons,
+        run_demo,
+        summary_rows,
+        write_demo_report,
+    )
+    from optiwise.bench.report import check_out_dir
+
+    out = check_out_dir(args.out)
+    if args.threads < 1:
+        raise UsageError(f"Invalid --threads: {args.threads} (must be >= 1)")
+    given = {
+        name: getattr(args, name)
+        for name in ("workload", "budget", "seed", "limit", "eval_every", "lr_steps", "jobs")
+        if getattr(args, name) is not None
+    }
+    config = DemoConfig(**given).validated()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    progress = not args.no_progress and sys.stderr.isatty()
+    result = run_demo(config, progress=progress, log=lambda text: print(text, flush=True))
+    header, rows = summary_rows(result)
+    print()
+    print(f"{result.workload.name}: {config.budget} steps each, seed {config.seed}")
+    print(_table(rows, [h.upper() for h in header]))
+    for line in comparisons(result):
+        print(line)
+    print(
+        f"\n{result.wall_time:.0f} s wall-clock, {result.cpu_time:.0f} s CPU "
+        f"(load average {result.load[0]:.2f} -> {result.load[1]:.2f})"
+    )
+    command = "optiwise " + " ".join(sys.argv[1:]) if sys.argv[1:] else None
+    print(f"report written to {write_demo_report(result, out, command=command)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # Parser and entry point
 # --------------------------------------------------------------------------------------------
 
@@ -844,6 +888,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)
+
+    # Defaults of None leave DemoConfig's own (importing it here would import torch and
+    # the benchmark's store for every command).
+    p = sub.add_parser(
+        "demo",
+        help="the main job: a recipe, its LR range test and audit, against two naive setups",
+        description="Recommend a recipe for a workload's model, run the LR range test with "
+        "its optimizer, audit it and two naive setups (Adam at 1e-3, SGD at 0.01 without "
+        "momentum, both at a constant LR), train all three on the same budget, data order "
+        "and seed, and write a report folder.",
+    )
+    p.add_argument("--workload", help="a workload with array data (default fmnist-cnn)")
+    p.add_argument("--budget", type=int, help="optimizer steps per run (default: the demo's)")
+    p.add_argument("--seed", type=int, help="seed of every run (default 0)")
+    p.add_argument("--limit", type=int, help="examples per split (default: all)")
+    p.add_argument("--eval-every", type=int, help="validation every N steps")
+    p.add_argument("--lr-steps", type=int, help="steps of the LR range test's sweep")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        choices=(1, 2),
+        help="2 (default): the naive setups train in a second process at the same time",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per process (default 1: the fastest on a small or busy machine)",
+    )
+    p.add_argument(
+        "--out", default="optiwise-report", help="report folder (default optiwise-report)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="progress lines, no bar")
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 

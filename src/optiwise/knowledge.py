@@ -273,6 +273,23 @@ EMBEDDING_HEAVY_SHARE: Fact[float] = _f(
     "models) their sparse row updates, not the dense layers, decide the training",
 )
 
+NAIVE_SETUPS: Mapping[str, Fact[Mapping[str, Any]]] = MappingProxyType(
+    {
+        "adam": _f(
+            MappingProxyType({"optimizer": "Adam", "lr": 1e-3}),
+            "torch.optim.Adam at 1e-3 (the default LR of torch and of Kingma & Ba 2015) on "
+            "model.parameters() with no schedule: the most common untuned setup",
+        ),
+        "sgd_plain": _f(
+            MappingProxyType({"optimizer": "SGD", "lr": 1e-2}),
+            "torch.optim.SGD at 0.01 without momentum on model.parameters() with no schedule: "
+            "the first loop of many tutorials",
+        ),
+    }
+)
+"""The common untuned setups ``optiwise demo`` trains beside a recipe: a ``torch.optim``
+class name and its keyword arguments, by registry name.  Baselines to compare against, not
+advice."""
 
 # --------------------------------------------------------------------------------------------
 # Per-task facts

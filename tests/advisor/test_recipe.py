@@ -317,6 +317,33 @@ def test_epochs_without_steps_resolve_later() -> None:
         fixed.for_run(10)
 
 
+def test_with_lr_replaces_the_lr_everywhere_and_survives_for_run() -> None:
+    model = models.TinyResNet()
+    r = recommend(model, batch_size=128, epochs=2)
+    tuned = r.with_lr(0.08, reason="the LR range test's recommendation", source="find_lr")
+    assert r.hparams["lr"] == 0.05 and tuned.hparams["lr"] == 0.08  # the original is kept
+    choice = tuned.choices["optimizer.lr"]
+    assert (choice.rule, choice.reason, choice.source) == (
+        "lr-given",
+        "the LR range test's recommendation",
+        "find_lr",
+    )
+    assert list(tuned.choices) == list(r.choices)  # same keys, same order
+    assert "optimizer.lr = 0.08\n    [lr-given] the LR range test's" in tuned.explain()
+    assert "lr=0.08," in tuned.to_code(steps_per_epoch=10)
+    assert tuned.to_dict()["optimizer"]["hparams"]["lr"] == 0.08
+    resolved = tuned.for_run(10)  # the rules run again; the given LR stays
+    assert resolved.hparams["lr"] == 0.08 and resolved.total_steps == 20
+    optimizer, scheduler, _ = tuned.build(model, steps_per_epoch=10)
+    assert [g["initial_lr"] for g in optimizer.param_groups] == [0.08, 0.08]
+    assert scheduler is not None and scheduler.base_lrs == [0.08, 0.08]
+    for bad in (0.0, -1.0, math.nan, "0.1", True):
+        with pytest.raises(ValueError, match="Invalid lr"):
+            r.with_lr(bad, reason="x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="Invalid reason"):
+        r.with_lr(0.1, reason=" ")
+
+
 def test_steps_count_optimizer_steps_after_accumulation() -> None:
     r = recommend(models.TinyGPT(), batch_size=64, epochs=2, steps_per_epoch=101)
     assert r.accumulation == 4

@@ -72,6 +72,35 @@ def test_sgd_momentum_without_nesterov() -> None:
     assert "OW102" not in codes(optiwise.audit(nesterov, family="vision_cnn"))
 
 
+def test_sgd_without_momentum_on_a_deep_network() -> None:
+    model = models.TinyResNet()
+    plain = torch.optim.SGD(model.parameters(), lr=0.1)
+    (f,) = [f for f in optiwise.audit(plain, model=model) if f.code == "OW105"]
+    assert f.severity is Severity.MEDIUM and "without momentum" in f.message
+    assert "OW105" in codes(optiwise.audit(plain, family="vision_cnn"))  # no model: flagged
+    momentum = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    assert "OW105" not in codes(optiwise.audit(momentum, model=model))
+    linear = nn.Linear(4, 2)  # one weight matrix: plain SGD is fine there
+    assert "OW105" not in codes(optiwise.audit(torch.optim.SGD(linear.parameters()), model=linear))
+
+
+def test_constant_lr_over_a_run_of_known_length() -> None:
+    model = models.TinyResNet()
+    adam = torch.optim.Adam(model.parameters(), lr=1e-3)
+    (f,) = [f for f in optiwise.audit(adam, model=model, total_steps=500) if f.code == "OW307"]
+    assert f.severity is Severity.MEDIUM and "500 steps" in f.message
+    assert "warmup_cosine" in f.message and f.data["standard"] == "warmup_cosine"
+    assert "OW307" not in codes(optiwise.audit(adam, model=model))  # run length unknown
+    cosine = tls.CosineAnnealingLR(adam, T_max=500)
+    assert "OW307" not in codes(
+        optiwise.audit(adam, model=model, scheduler=cosine, total_steps=500)
+    )
+    gan = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    assert "OW307" not in codes(optiwise.audit(gan, family="gan", total_steps=500))  # constant
+    free = optiwise.create_optimizer("schedule_free_adamw", model)
+    assert "OW307" not in codes(optiwise.audit(free, model=model, total_steps=500))
+
+
 def test_adam_on_a_transformer() -> None:
     gpt = models.TinyGPT()
     sched_opt = torch.optim.Adam(gpt.parameters(), lr=1e-4)

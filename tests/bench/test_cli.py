@@ -179,3 +179,60 @@ def test_interrupt_says_how_to_resume(
     err = capsys.readouterr().err
     assert "interrupted" in err and "run the same command again to resume" in err
     assert not (tmp_path / "rep").exists()
+
+
+def test_demo_runs_and_writes_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "optiwise-report"
+    argv = ["demo", "--workload", "digits-mlp", "--budget", "6", "--limit", "200"]
+    argv += ["--eval-every", "3", "--lr-steps", "10", "--jobs", "1", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "LR range test: peak LR" in printed
+    assert "SETUP" in printed and "FINAL VAL ACCURACY" in printed
+    for key in ("recipe", "adam", "sgd_plain"):
+        assert f"\n{key} " in printed
+    assert "The recipe reached adam's final accuracy" in printed
+    assert f"report written to {out / 'index.md'}" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["budget"] == 6 and summary["workload"] == "digits-mlp"
+    assert [r["key"] for r in summary["runs"]] == ["recipe", "adam", "sgd_plain"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--budget", "0"], "Invalid budget: 0"),
+        (["--threads", "0"], "Invalid --threads: 0"),
+        (["--workload", "toy-beale"], "needs a workload with real data"),
+        (["--workload", "nope"], "Unknown workload 'nope'"),
+    ],
+)
+def test_demo_bad_input_is_one_line_and_exit_2(
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--out", str(tmp_path / "r"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("optiwise demo: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+def test_demo_out_folder_that_is_a_file_fails_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from optiwise.bench import demo
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("nothing may train when the output folder is bad")
+
+    monkeypatch.setattr(demo, "run_demo", never)
+    target = tmp_path / "report"
+    target.write_text("a file")
+    assert main(["demo", "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    expected = f"report folder '{target}' is a file; choose another --out folder"
+    assert err == f"optiwise demo: error: {expected}\n"
+    assert main(["demo", "--out", str(target / "sub")]) == 2
+    assert "cannot be made" in capsys.readouterr().err
+    assert target.read_text() == "a file"

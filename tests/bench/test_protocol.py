@@ -103,8 +103,8 @@ def test_schedule_free_optimizers_get_a_constant_lr_and_mode_switches(
     (opt,) = built
     assert result.schedule == "warmup_constant"
     assert opt.steps_in_eval_mode == 0
-    assert opt.calls.count("eval") == len(result.steps)  # before each evaluation
-    assert opt.calls.count("train") == 30  # before each step
+    # train mode from the start, eval mode for each evaluation and back to train after it
+    assert opt.calls == ["train"] + ["eval", "train"] * len(result.steps)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05)  # no decay after the warmup
 
 
@@ -378,3 +378,93 @@ def test_progress_bar_counts_the_sweep_s_steps(
     err = capsys.readouterr().err
     assert "toy-ill-conditioned" in err and "100%" in err
     assert f"{runs * 30}/{runs * 30}" in err
+
+
+# --------------------------------------------------------------------------------------------
+# train_problem: a ready stepper
+# --------------------------------------------------------------------------------------------
+
+
+def test_train_problem_accumulates_windows_of_batches() -> None:
+    w = get_workload("digits-mlp")
+    problem = w.build(0, 200)
+    opt = torch.optim.SGD(problem.model.parameters(), lr=0.1)
+    stepper = optiwise.Stepper(opt, model=problem.model, accumulation=2)
+    losses: list[float] = []
+    result = P.train_problem(
+        w,
+        problem,
+        stepper,
+        name="sgd_plain",
+        lr=0.1,
+        seed=0,
+        budget=6,
+        schedule="constant",
+        eval_every=3,
+        on_step=lambda step, loss: losses.append(loss),
+    )
+    # independently: each step is one SGD step on the mean gradient of two batches
+    ref = w.build(0, 200)
+    ref_opt = torch.optim.SGD(ref.model.parameters(), lr=0.1)
+    ref_losses = []
+    for _ in range(6):
+        ref_opt.zero_grad()
+        batch_losses = [ref.loss(ref.model, ref.next_batch()) for _ in range(2)]
+        (sum(batch_losses) / 2).backward()  # type: ignore[operator]
+        ref_opt.step()
+        ref_losses.append(sum(float(v.detach()) for v in batch_losses) / 2)
+    assert stepper.step_count == 6 and stepper.micro_batch_count == 12
+    assert losses == pytest.approx(ref_losses, rel=1e-6)
+    assert result.steps == [0, 3, 6] and result.hparams["lr"] == 0.1
+    for a, b in zip(problem.model.parameters(), ref.model.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_train_problem_evaluates_the_ema_model() -> None:
+    w = get_workload("digits-mlp")
+    problem = w.build(0, 200)
+    opt = torch.optim.SGD(problem.model.parameters(), lr=0.1)
+    stepper = optiwise.Stepper(opt, model=problem.model, ema_decay=0.5)
+    result = P.train_problem(
+        w, problem, stepper, name="sgd_plain", lr=0.1, seed=0, budget=4, schedule="constant"
+    )
+    assert stepper.ema_model is not None
+    ema_loss = problem.evaluate(stepper.ema_model.eval())["val_loss"]
+    live_loss = problem.evaluate(problem.model.eval())["val_loss"]
+    assert result.final_val_loss == pytest.approx(ema_loss) and ema_loss != live_loss
+
+
+def test_train_problem_stops_on_non_finite_gradients_and_refuses_a_foreign_stepper() -> None:
+    class InfGradient(torch.autograd.Function):
+        """The identity, whose gradient is infinite."""
+
+        @staticmethod
+        def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+            return grad * math.inf
+
+    w = get_workload("digits-mlp")
+    problem = w.build(0, 200)
+    base_loss = problem.loss
+
+    def poisoned(model: torch.nn.Module, batch: object) -> torch.Tensor:
+        loss = InfGradient.apply(base_loss(model, batch))
+        assert math.isfinite(float(loss.detach()))  # a finite loss: only the gradients are not
+        return loss
+
+    problem.loss = poisoned
+    before = [p.detach().clone() for p in problem.model.parameters()]
+    opt = torch.optim.SGD(problem.model.parameters(), lr=0.1)
+    stepper = optiwise.Stepper(opt, model=problem.model)
+    result = P.train_problem(
+        w, problem, stepper, name="sgd_plain", lr=0.1, seed=0, budget=5, schedule="constant"
+    )
+    assert result.diverged and result.steps == [0, 1] and math.isnan(result.final_metric)
+    assert stepper.nonfinite_count == 1 and stepper.step_count == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, problem.model.parameters(), strict=True))
+    other = w.build(0, 200)
+    with pytest.raises(ValueError, match=r"model=problem\.model"):
+        P.train_problem(w, other, stepper, name="x", lr=0.1, seed=0, budget=1, schedule="constant")

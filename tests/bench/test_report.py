@@ -116,3 +116,10 @@ def test_runs_table_lists_only_finished_runs(sweeps: list[SweepResult]) -> None:
     header = text.splitlines()[0].split(",")
     assert header[:5] == ["workload", "study", "key", "optimizer", "phase"]
     assert len(text.splitlines()) == 1 + sum(len(s.records) for s in sweeps)
+
+
+def test_out_folder_under_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("a file")
+    with pytest.raises(ValueError, match=r"cannot be made: .* is a file"):
+        R.check_out_dir(tmp_path / "f" / "sub" / "report")
+    assert R.check_out_dir(tmp_path / "new" / "report") == tmp_path / "new" / "report"

@@ -168,3 +168,36 @@ def test_toys_record_their_position_and_skip_weight_decay() -> None:
 def test_bad_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="Invalid limit"):
         get_workload("digits-mlp").build(0, limit=0)
+
+
+@pytest.mark.parametrize("name", ["digits-mlp", "diabetes-mlp"])
+def test_array_problems_expose_criterion_validation_data_and_size(name: str) -> None:
+    problem = get_workload(name).build(0, 100)
+    assert problem.criterion is not None and problem.val_data is not None
+    x, y = problem.next_batch()
+    assert torch.equal(problem.loss(problem.model, (x, y)), problem.criterion(problem.model(x), y))
+    x_val, y_val = problem.val_data
+    problem.model.eval()
+    with torch.no_grad():
+        val_loss = float(problem.criterion(problem.model(x_val), y_val))
+    assert problem.evaluate(problem.model)["val_loss"] == pytest.approx(val_loss, rel=1e-5)
+    assert problem.train_size == 100
+
+
+def test_toys_have_no_array_data() -> None:
+    problem = get_workload("toy-beale").build(0)
+    assert problem.criterion is None and problem.val_data is None and problem.train_size is None
+
+
+def test_small_resnet_is_channels_last_and_matches_the_contiguous_model() -> None:
+    from optiwise.bench.models import SmallResNet
+
+    torch.manual_seed(0)
+    model = SmallResNet(10, width=8).eval()
+    assert model.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    plain = SmallResNet(10, width=8).eval()
+    plain.load_state_dict({k: v.contiguous() for k, v in model.state_dict().items()})
+    plain.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(model(x), plain(x), atol=1e-5)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
@@ -63,6 +63,8 @@ class Recipe:
 
     setup: Setup
     choices: Mapping[str, Choice]
+    given: Mapping[str, Choice] = field(default_factory=dict, repr=False)
+    """Choices set by the caller over the rules' (:meth:`with_lr`); kept by :meth:`for_run`."""
 
     # ---- the decisions ---------------------------------------------------------------------
 
@@ -177,7 +179,18 @@ class Recipe:
                 f"this recipe was made for total_steps={self.setup.total_steps}; "
                 "steps_per_epoch applies only to a recipe given epochs"
             )
-        return _recipe(replace(self.setup, steps_per_epoch=steps_per_epoch))
+        return _recipe(replace(self.setup, steps_per_epoch=steps_per_epoch), self.given)
+
+    def with_lr(self, lr: float, *, reason: str, source: str = "caller") -> Recipe:
+        """This recipe with the optimizer's LR (the peak of the schedule) set to ``lr``, e.g.
+        the LR range test's recommendation; the choice records ``reason`` and ``source``
+        and shows in :meth:`explain`, :meth:`to_dict` and :meth:`to_code`."""
+        _check_positive("lr", lr)
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError(f"Invalid reason: {reason!r} (say why this LR is used)")
+        choice = Choice("optimizer.lr", float(lr), "lr-given", reason, source)
+        given = {**self.given, choice.key: choice}
+        return Recipe(self.setup, {**self.choices, choice.key: choice}, given)
 
     def _resolved(self, steps_per_epoch: int | None) -> Recipe:
         recipe = self.for_run(steps_per_epoch)
@@ -367,9 +380,11 @@ class _Name:
         return self.name
 
 
-def _recipe(setup: Setup) -> Recipe:
+def _recipe(setup: Setup, given: Mapping[str, Choice] | None = None) -> Recipe:
     draft = apply_rules(setup)
-    return Recipe(setup=setup, choices=draft.choices())
+    for choice in (given or {}).values():
+        draft.set(choice)
+    return Recipe(setup=setup, choices=draft.choices(), given=dict(given or {}))
 
 
 def recommend(

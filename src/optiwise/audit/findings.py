@@ -204,6 +204,17 @@ _CODES: dict[str, Rule] = {
             "add a linear warmup (about 5 epochs at ImageNet scale)",
             "a linearly scaled LR is unstable in the first steps (Goyal et al. 2017)",
         ),
+        _r(
+            "OW307",
+            "constant-lr",
+            S.MEDIUM,
+            "constant learning rate over a run of known length (no decay schedule)",
+            "decay the LR over the run: the task family's standard schedule (warmup + cosine "
+            "for vision models; optiwise recommend says which)",
+            "at a constant LR the weights keep bouncing at the noise level that LR sets; "
+            "annealing it at the end lowers the final loss and raises accuracy "
+            "(Loshchilov & Hutter 2017; Goyal et al. 2017)",
+        ),
         # OW4xx: parameter groups
         _r(
             "OW401",

@@ -23,6 +23,7 @@ from optiwise import knowledge
 from optiwise.advisor.inspect import FAMILIES, ModelProfile, family_task, inspect_model
 from optiwise.audit.findings import Finding, Severity, make_finding
 from optiwise.params import _owners, is_no_decay
+from optiwise.train import has_train_eval_modes
 
 __all__ = [
     "audit",
@@ -333,6 +334,41 @@ def _sgd_momentum(ctx: _Context) -> list[Finding]:
     return []
 
 
+def _sgd_without_momentum(ctx: _Context) -> list[Finding]:
+    if ctx.name != "sgd_plain":
+        return []
+    if ctx.model is not None:
+        layers = sum(1 for p in ctx.model.parameters() if p.requires_grad and p.ndim >= 2)
+        if layers < 2:  # a linear model: plain SGD is a fine choice there
+            return []
+    return [
+        make_finding(
+            "OW105",
+            f"SGD without momentum on a {ctx.task} model",
+            data={"optimizer": ctx.name},
+        )
+    ]
+
+
+def _constant_lr(ctx: _Context) -> list[Finding]:
+    if ctx.scheduler is not None or ctx.total_steps is None or ctx.info is None:
+        return []
+    if has_train_eval_modes(ctx.optimizer):  # schedule-free: made to run without a schedule
+        return []
+    standard = knowledge.task_info(ctx.task).schedule
+    if standard.value == "constant":
+        return []
+    return [
+        make_finding(
+            "OW307",
+            f"{ctx.label} at a constant lr={ctx.lr:.3g} for all {ctx.total_steps} steps (no "
+            f"scheduler); the standard schedule for {ctx.task} is {standard.value}: "
+            f"{standard.reason}",
+            data={"lr": ctx.lr, "total_steps": ctx.total_steps, "standard": standard.value},
+        )
+    ]
+
+
 def _adam_on_transformer(ctx: _Context) -> list[Finding]:
     if ctx.transformer and ctx.name == "adam":
         return [make_finding("OW103", f"Adam (not AdamW) on a transformer ({ctx.task})")]
@@ -472,12 +508,14 @@ _CHECKS: tuple[Check, ...] = (
     _coupled_decay,
     _lr_range,
     _sgd_momentum,
+    _sgd_without_momentum,
     _adam_on_transformer,
     _decay_on_no_decay,
     _transformer_warmup,
     _lr_not_scaled,
     _large_batch,
     _schedule_mismatch,
+    _constant_lr,
     _fp16_eps,
     _resumed_without_state,
 )

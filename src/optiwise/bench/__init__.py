@@ -3,9 +3,12 @@
 ``run_sweep(SweepConfig(...), open_store(url))`` tunes each optimizer's LR, re-runs the best
 over seeds and records everything in a resumable store; ``write_report`` turns sweeps into a
 folder with ``index.md``, plots and a CSV of all runs.  See the README's "Benchmark" section.
+``run_demo(DemoConfig())`` and ``write_demo_report`` are ``optiwise demo``: a recipe against
+two naive setups (the README's "The demo").
 """
 
 from optiwise.bench.data import DataUnavailableError, data_sources
+from optiwise.bench.demo import DemoConfig, DemoResult, run_demo, write_demo_report
 from optiwise.bench.protocol import (
     OptimizerResult,
     RunResult,
@@ -13,6 +16,7 @@ from optiwise.bench.protocol import (
     SweepResult,
     load_sweep,
     run_sweep,
+    train_problem,
     train_run,
 )
 from optiwise.bench.report import write_report
@@ -30,6 +34,8 @@ __all__ = [
     "DEFAULT_STORAGE",
     "WORKLOADS",
     "DataUnavailableError",
+    "DemoConfig",
+    "DemoResult",
     "OptimizerResult",
     "OptimizerScore",
     "RunRecord",
@@ -48,8 +54,11 @@ __all__ = [
     "performance_profile",
     "profile_area",
     "ratios_to_best",
+    "run_demo",
     "run_sweep",
     "score_sweep",
+    "train_problem",
     "train_run",
+    "write_demo_report",
     "write_report",
 ]

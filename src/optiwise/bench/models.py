@@ -52,7 +52,12 @@ class _Residual(nn.Module):
 class SmallResNet(nn.Module):
     """A ResNet-style CNN for 28x28 grey images: a conv-BN stem, three stages of one
     residual block each (widths ``w``, ``2w``, ``4w``; the last two halve the resolution),
-    global average pooling and a linear head."""
+    global average pooling and a linear head.
+
+    Weights and activations use the channels-last memory format, which trains about a
+    quarter faster on CPU (oneDNN's convolution backward prefers it); the results are the
+    same up to float rounding.
+    """
 
     def __init__(self, classes: int = 10, width: int = 16, channels: int = 1) -> None:
         super().__init__()
@@ -65,9 +70,10 @@ class SmallResNet(nn.Module):
             _Residual(2 * width, 4 * width, 2),
         )
         self.head = nn.Linear(4 * width, classes)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in the stubs
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.stages(self.stem(x))
+        x = self.stages(self.stem(x.contiguous(memory_format=torch.channels_last)))
         return self.head(x.mean(dim=(2, 3)))
 
 

@@ -31,9 +31,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from torch import Tensor, nn
+from torch import Tensor
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
 
 from optiwise import knowledge
 from optiwise.bench.store import RunRecord, Store
@@ -45,6 +44,7 @@ from optiwise.optim.registry import (
     resolve_optimizer,
 )
 from optiwise.schedules import create_scheduler
+from optiwise.train import Stepper, has_train_eval_modes
 
 __all__ = [
     "DIVERGENCE_FACTOR",
@@ -61,8 +61,8 @@ __all__ = [
     "load_sweep",
     "plan",
     "run_sweep",
+    "train_problem",
     "train_run",
-    "train_step",
 ]
 
 #: Spacing of the LR grid: half a decade, so the best LR is within a factor 1.8 of a point.
@@ -133,37 +133,6 @@ def _json_value(value: Any) -> Any:
     return repr(value)
 
 
-def _is_schedule_free(optimizer: Optimizer) -> bool:
-    return callable(getattr(optimizer, "train", None)) and callable(
-        getattr(optimizer, "eval", None)
-    )
-
-
-def _set_mode(model: nn.Module, optimizer: Optimizer, training: bool) -> None:
-    """Model and (schedule-free) optimizer to training or evaluation mode."""
-    model.train(training)
-    if _is_schedule_free(optimizer):
-        getattr(optimizer, "train" if training else "eval")()
-
-
-def train_step(
-    model: nn.Module,
-    optimizer: Optimizer,
-    scheduler: LRScheduler | None,
-    loss_fn: Callable[[nn.Module, Any], Tensor],
-    batch: Any,
-) -> float:
-    """One optimizer step on ``batch``: clear gradients, backward, step, advance the
-    schedule.  Returns the loss before the step."""
-    optimizer.zero_grad(set_to_none=True)
-    loss = loss_fn(model, batch)
-    loss.backward()
-    optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
-    return float(loss.detach())
-
-
 def _hessian_step(problem: Problem, optimizer: Optimizer, batch: Any) -> None:
     """Sophia-style Hessian estimate: gradient of the sampled-label loss, then the
     optimizer's ``update_hessian()``."""
@@ -192,6 +161,20 @@ def _needs_hessian(optimizer: Optimizer) -> bool:
     return callable(getattr(optimizer, "update_hessian", None))
 
 
+def _check_budget(budget: Any) -> int:
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ValueError(f"Invalid budget: {budget!r} (must be an int >= 1 step)")
+    return budget
+
+
+def _optimizer_hparams(optimizer: Optimizer) -> dict[str, Any]:
+    """The hyperparameters ``optimizer`` was built with, JSON-ready: the registry's record
+    when it was built by :func:`optiwise.create_optimizer`, else its ``defaults``."""
+    spec = get_spec(optimizer)
+    source = spec.hparams if spec is not None else optimizer.defaults
+    return {k: _json_value(v) for k, v in source.items()}
+
+
 def train_run(
     workload: Workload,
     optimizer: str,
@@ -200,7 +183,7 @@ def train_run(
     *,
     budget: int | None = None,
     limit: int | None = None,
-    on_step: Callable[[int], None] | None = None,
+    on_step: Callable[[int, float], None] | None = None,
     on_eval: Callable[[int, Mapping[str, float]], None] | None = None,
 ) -> RunResult:
     """Train ``workload`` with ``optimizer`` at peak LR ``lr`` for ``budget`` steps.
@@ -222,21 +205,17 @@ def train_run(
     limit:
         Training examples to use (default: all).
     on_step, on_eval:
-        Called after every step with the step count, and after every evaluation with the
-        step count and the evaluation's values.
+        Called after every step with the step count and the step's training loss, and after
+        every evaluation with the step count and the evaluation's values.
     """
-    budget = workload.budget if budget is None else budget
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise ValueError(f"Invalid budget: {budget!r} (must be an int >= 1 step)")
+    budget = _check_budget(workload.budget if budget is None else budget)
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"Invalid learning rate: {lr!r} (must be a positive number)")
     problem = workload.build(seed, limit)
-    model = problem.model
     opt = _build_optimizer(workload, problem, optimizer, lr)
-    schedule_free = _is_schedule_free(opt)
     warmup = round(knowledge.task_info(workload.task).warmup_fraction.value * budget)
     warmup = min(warmup, budget - 1)
-    if schedule_free:
+    if has_train_eval_modes(opt):
         schedule = "warmup_constant"
         scheduler = create_scheduler(schedule, opt, total_steps=budget, warmup=warmup)
     else:
@@ -244,14 +223,70 @@ def train_run(
         scheduler = create_scheduler(
             schedule, opt, total_steps=budget, warmup=warmup, min_lr_ratio=0.0
         )
+    if _needs_hessian(opt) and problem.sampled_loss is None:
+        raise ValueError(
+            f"{optimizer} needs a sampled-label loss for its Hessian estimate, which "
+            f"workload {workload.name!r} does not have; leave {optimizer} out"
+        )
+    return train_problem(
+        workload,
+        problem,
+        Stepper(opt, scheduler, model=problem.model),
+        name=optimizer,
+        lr=lr,
+        seed=seed,
+        budget=budget,
+        schedule=schedule,
+        on_step=on_step,
+        on_eval=on_eval,
+    )
+
+
+def train_problem(
+    workload: Workload,
+    problem: Problem,
+    stepper: Stepper,
+    *,
+    name: str,
+    lr: float,
+    seed: int,
+    budget: int,
+    schedule: str,
+    eval_every: int | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+    on_eval: Callable[[int, Mapping[str, float]], None] | None = None,
+) -> RunResult:
+    """Train ``problem`` (built from ``workload``) with a ready :class:`~optiwise.Stepper`
+    for ``budget`` optimizer steps, evaluating as the protocol does; the loop behind
+    :func:`train_run`, for setups the protocol does not build itself (a recipe's optimizer,
+    scheduler and stepper, or a plain torch optimizer).
+
+    Each optimizer step takes ``stepper.accumulation`` batches, each loss computed under
+    ``stepper.autocast()``; evaluation runs inside ``stepper.evaluate()`` (on the EMA model
+    when the stepper keeps one).  A step whose loss or gradients are not finite, or a
+    validation loss above ``DIVERGENCE_FACTOR`` times the initial one, ends the run as
+    diverged.
+
+    Parameters
+    ----------
+    name, lr, schedule:
+        Recorded in the result: the optimizer's name, its peak LR and the schedule's name.
+    seed:
+        The seed ``problem`` was built with (recorded).
+    eval_every:
+        Evaluate every this many steps (and after the last); default the workload's.
+    on_step, on_eval:
+        As for :func:`train_run`.
+    """
+    budget = _check_budget(budget)
+    every = workload.eval_every if eval_every is None else _positive_int("eval_every", eval_every)
+    if stepper.model is not problem.model:
+        raise ValueError("the stepper must be built with model=problem.model")
+    model, opt = problem.model, stepper.optimizer
     hessian_every = 0
-    if _needs_hessian(opt):
-        if problem.sampled_loss is None:
-            raise ValueError(
-                f"{optimizer} needs a sampled-label loss for its Hessian estimate, which "
-                f"workload {workload.name!r} does not have; leave {optimizer} out"
-            )
+    if _needs_hessian(opt) and problem.sampled_loss is not None:
         hessian_every = int(knowledge.get_info("sophiag").extra["hessian_interval"].value)
+    use_ema = stepper.ema_model is not None
 
     target = workload.target
     steps: list[int] = []
@@ -268,8 +303,8 @@ def train_run(
     def evaluate(step: int) -> bool:
         nonlocal eval_time, steps_to_target, time_to_target, window_sum, window_n
         t0 = time.perf_counter()
-        _set_mode(model, opt, False)
-        values = problem.evaluate(model)
+        with stepper.evaluate(ema=use_ema) as net:
+            values = problem.evaluate(net)
         eval_time += time.perf_counter() - t0
         steps.append(step)
         train_loss.append(window_sum / window_n if window_n else math.nan)
@@ -287,35 +322,41 @@ def train_run(
     evaluate(0)
     if math.isfinite(val_loss[0]) and val_loss[0] > 0:
         blow_up = DIVERGENCE_FACTOR * val_loss[0]
+    model.train()
     for step in range(1, budget + 1):
         t0 = time.perf_counter()
-        _set_mode(model, opt, True)
-        batch = problem.next_batch()
-        loss = train_step(model, opt, scheduler, problem.loss, batch)
-        if hessian_every and step % hessian_every == 0 and math.isfinite(loss):
+        loss, stepped, batch = 0.0, True, None
+        for _ in range(stepper.accumulation):
+            batch = problem.next_batch()
+            with stepper.autocast():
+                micro = problem.loss(model, batch)
+            result = stepper.backward(micro)
+            loss += float(micro.detach()) / stepper.accumulation
+            if result is not None:
+                stepped = result.stepped
+        finite = math.isfinite(loss) and stepped
+        if hessian_every and step % hessian_every == 0 and finite:
             _hessian_step(problem, opt, batch)
         train_time += time.perf_counter() - t0
         if trajectory is not None and problem.position is not None:
             trajectory.append(list(problem.position()))
         if on_step is not None:
-            on_step(step)
-        if not math.isfinite(loss):
+            on_step(step, loss)
+        if not finite:
             diverged = True
             window_sum, window_n = math.nan, 1
             evaluate(step)
             break
         window_sum += loss
         window_n += 1
-        if (step % workload.eval_every == 0 or step == budget) and not evaluate(step):
+        if (step % every == 0 or step == budget) and not evaluate(step):
             diverged = True
             break
 
-    finite = [m for m in metric if math.isfinite(m)]
-    best = (max if target.higher_is_better else min)(finite) if finite else math.nan
-    spec = get_spec(opt)
-    spec_hparams = {k: _json_value(v) for k, v in (spec.hparams if spec else {}).items()}
+    finite_metric = [m for m in metric if math.isfinite(m)]
+    best = (max if target.higher_is_better else min)(finite_metric) if finite_metric else math.nan
     return RunResult(
-        optimizer=optimizer,
+        optimizer=name,
         lr=float(lr),
         seed=seed,
         budget=budget,
@@ -332,7 +373,7 @@ def train_run(
         eval_time=eval_time,
         diverged=diverged,
         schedule=schedule,
-        hparams=spec_hparams,
+        hparams=_optimizer_hparams(opt),
         data_source=problem.data_source,
         trajectory=trajectory,
     )
@@ -808,7 +849,7 @@ def _execute(
     last_beat = time.monotonic()
     shown = 0
 
-    def on_step(step: int) -> None:
+    def on_step(step: int, loss: float) -> None:
         nonlocal shown, last_beat
         bar.step(1)
         shown = step

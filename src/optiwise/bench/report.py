@@ -14,16 +14,13 @@ import io
 import json
 import math
 import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from optiwise._io import atomic_write_text
+from optiwise._io import atomic_dir, atomic_write_text
 from optiwise._plotting import save_figure
 from optiwise._version import __version__
 from optiwise.bench.protocol import PROTOCOL_VERSION, RunResult, SweepResult
@@ -65,10 +62,19 @@ _CSV_COLUMNS = (
 
 
 def check_out_dir(out: str | os.PathLike[str]) -> Path:
-    """``out`` as a Path, or a ValueError when it exists and is not a folder."""
+    """``out`` as a Path, or a ValueError when it (or a folder it would be made in) exists
+    and is not a folder."""
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise ValueError(f"report folder {str(path)!r} is a file; choose another --out folder")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(
+                    f"report folder {str(path)!r} cannot be made: {str(parent)!r} is a file; "
+                    "choose another --out folder"
+                )
+            break
     return path
 
 
@@ -525,22 +531,6 @@ def write_report(
     if measure not in ("steps", "time"):
         raise ValueError(f"Invalid measure: {measure!r} (use 'steps' or 'time')")
     target = check_out_dir(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         _build(sweeps, tmp, measure, storage, command)
-        # Temporary files are private (0600); a report is for reading.
-        for item in tmp.iterdir():
-            item.chmod(0o644)
-        tmp.chmod(0o755)
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target / "index.md"
