@@ -231,6 +231,14 @@ def test_auto_policy() -> None:
     assert use_fused(None, None, [torch.zeros(AUTO_MIN_NUMEL, device="meta")], lion_fused) is False
 
 
+def test_auto_policy_needs_every_pass_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    large = [torch.zeros(AUTO_MIN_NUMEL)]
+    monkeypatch.setattr(_fused, "_BROKEN", {lars_fused_apply: "no C++ compiler"})
+    assert use_fused(None, None, large, lars_fused_norms) is True
+    assert use_fused(None, None, large, lars_fused_norms, lars_fused_apply) is False
+    assert use_fused(True, None, large, lars_fused_norms, lars_fused_apply) is True
+
+
 def test_a_failed_compile_raises_with_fused_true_and_falls_back_otherwise(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

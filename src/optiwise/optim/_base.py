@@ -99,16 +99,16 @@ class OptiwiseOptimizer(Optimizer):
 
     @staticmethod
     def _use_fused(
-        group: Mapping[str, Any], params: list[Tensor], update: Callable[..., Any]
+        group: Mapping[str, Any], params: list[Tensor], *updates: Callable[..., Any]
     ) -> bool:
-        """Whether ``group``'s step takes the fused path with ``update``.
+        """Whether ``group``'s step takes the fused path with ``updates`` (its passes).
 
         ``fused=True`` always (a ValueError when the parameters cannot be fused), ``False``
         never; ``None`` (the default) when ``foreach`` is None too and the fused path pays:
         supported parameters holding at least ``_fused.AUTO_MIN_NUMEL`` elements (see
         :func:`optiwise.optim._fused.use_fused`).
         """
-        return _fused.use_fused(group.get("fused"), group.get("foreach"), params, update)
+        return _fused.use_fused(group.get("fused"), group.get("foreach"), params, *updates)
 
     def _fused_step(
         self,

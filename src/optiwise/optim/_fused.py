@@ -183,21 +183,21 @@ def check_fused_params(params: Sequence[Tensor]) -> None:
 
 
 def use_fused(
-    fused: bool | None, foreach: bool | None, params: Sequence[Tensor], update: Update
+    fused: bool | None, foreach: bool | None, params: Sequence[Tensor], *updates: Update
 ) -> bool:
     """The ``fused``/``foreach`` policy for one param group's step.
 
     ``fused=True``: always (after :func:`check_fused_params`); ``False``: never; ``None``:
     when ``foreach`` is None too, the parameters are supported, they hold at least
-    :data:`AUTO_MIN_NUMEL` elements, ``update`` has compiled where it was tried, and the step
-    is not itself being compiled.
+    :data:`AUTO_MIN_NUMEL` elements, each of ``updates`` (the passes of the step) has
+    compiled where it was tried, and the step is not itself being compiled.
     """
     if not params or fused is False:
         return False
     if fused:
         check_fused_params(params)
         return True
-    if foreach is not None or update in _BROKEN or torch.compiler.is_compiling():
+    if foreach is not None or any(u in _BROKEN for u in updates) or torch.compiler.is_compiling():
         return False
     return fused_supported(params) and sum(map(Tensor.numel, params)) >= AUTO_MIN_NUMEL
 

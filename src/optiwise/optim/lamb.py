@@ -163,7 +163,8 @@ class LAMB(OptiwiseOptimizer):
                 steps = [int(t) for t in torch.stack([c.cpu() for c in counters]).tolist()]
             exp_avgs = self._state_buffers(params, "exp_avg")
             exp_avg_sqs = self._state_buffers(params, "exp_avg_sq")
-            if self._use_fused(group, params, lamb_fused_norms) and self._fusable(group):
+            fused = self._use_fused(group, params, lamb_fused_norms, lamb_fused_apply)
+            if fused and self._fusable(group):
                 self._fused_lamb(group, params, grads, exp_avgs, exp_avg_sqs, steps)
                 continue
             fn = (

@@ -137,7 +137,7 @@ class LARS(OptiwiseOptimizer):
             if group["momentum"] != 0:
                 bufs = self._state_buffers(params, "momentum_buffer")
             adapt = not (group["exclude_no_decay"] and group["weight_decay"] == 0)
-            if self._use_fused(group, params, lars_fused_apply):
+            if self._use_fused(group, params, lars_fused_norms, lars_fused_apply):
                 self._fused_lars(group, params, grads, bufs, adapt)
                 continue
             fn = (
