@@ -48,9 +48,12 @@ How
   into it, so ``state_dict`` looks exactly as on the other paths), their parameters and
   gradients are gathered with one ``cat`` and the parameters copied back with one
   ``_foreach_copy_``. A model with 1000 small tensors costs one call, not 1000.
-- Updates that need a value per tensor between passes (LAMB's and LARS's trust ratios) use
-  :func:`fused_map`: no flat buffers, per-tensor 0-dim tensors in (computed on the device:
-  no sync) and per-tensor results out (e.g. squared norms from an Inductor reduction).
+- Updates that need a value per tensor between passes (LAMB's and LARS's trust ratios) run
+  in :class:`FusedPasses`: every tensor as rows of at most 4096 elements (small tensors in
+  one row buffer), sums per row out of one pass (squared norms, summed in vector registers
+  and added per tensor in float64), per-tensor values (computed on the device: no sync)
+  into the next. :func:`fused_map` updates large tensors one by one with per-tensor values
+  (Lookahead's sync).
 - Compiled graphs are kept in Inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``,
   ``/tmp/torchinductor_<user>`` by default), so the next process skips code generation and
   the C++ compiler; it still traces the update (a few seconds).
@@ -582,8 +585,7 @@ def fused_map(
 ) -> list[Tensor] | None:
     """Apply ``update`` through the compiled path tensor by tensor, without flat buffers:
     for updates that take or give a value per tensor, on tensors large enough that one call
-    per :data:`CHUNK` of them costs little (Lookahead's sync; the large tensors of
-    :class:`FusedPasses`).
+    per :data:`CHUNK` of them costs little (Lookahead's sync).
 
     Parameters
     ----------
@@ -592,9 +594,9 @@ def fused_map(
         list with one tensor (e.g. a 0-dim sum) per tensor of the columns. Compiled tensors
         arrive as flat 1-D views; the rest (non-contiguous, or fewer than 2 elements) run
         uncompiled as they are. An fp32 sum compiles to Inductor's cascade sum, guarded on
-        the tensor having more than 4096 elements: give such updates only larger tensors
-        (as :class:`FusedPasses` does), or a tensor at or below 4096 elements compiles a
-        graph of its own.
+        the tensor having more than 4096 elements: a tensor at or below 4096 elements would
+        compile a graph of its own (sum per row of at most 4096 elements instead, as
+        :class:`FusedPasses` does).
     tensors:
         Columns of tensors, each aligned with the first (the parameters); updated in place.
     strict, hparams:
