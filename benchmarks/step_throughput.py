@@ -2,34 +2,42 @@
 
 An optimizer step is memory-bound, so each optimizer is scored by the bandwidth it reaches
 on the bytes its algorithm must move per parameter (fp32; half for bf16 parameters and
-state), relative to torch's ``AdamW(fused=True)`` timed in the same run, round by round:
+state), relative to torch's ``AdamW(fused=True)`` timed in the same rounds:
 
     algorithm             bytes/param  (read + written, fp32)
     adamw                 28   p, g, m, v read; p, m, v written
     lion                  20   p, g, m read; p, m written
     lamb                  40   two passes: the trust ratio needs the update's norm first
-    lars                  28   p, g, momentum read; p, momentum written; plus the norms' pass
+                               (p, g, m, v read, m, v written; then p, m, v read, p written)
+    lars                  28   p, g, momentum read; p, momentum written (the norms of p and g
+                               are taken in the same read)
     sophiag               24   p, g, m, h read; p, m written
     schedule_free_adamw   28   p (y), g, z, v read; p, z, v written
+    lookahead_adamw       44   torch's fused AdamW (28) and, with k=1, the sync every step
+                               (p and the slow weights read and written: 16)
     adamw8bit, lion8bit   judged by time and state memory, not bytes
 
-Contenders: torch's fused AdamW (the reference), optiwise's optimizers on each of their
-paths (``fused``, ``foreach``, per-tensor ``single``) when they are registered, optiwise's
-update kernels driven directly (``kernel:*``), and the published implementations
-(lion-pytorch, pytorch_optimizer, schedulefree: ``make throughput`` installs them). Every
-contender steps the same parameters and gradients; each round steps every contender once,
-in a rotating order, and the ratios are taken per round (the median is reported) so that
-other processes on a shared machine slow both sides of a ratio alike.
+Every optimizer optiwise registers (``optiwise.optim.list_optimizers()``) is measured by its
+registry name, on each of its paths (``fused``, ``foreach``, per-tensor ``single``) with the
+default hyperparameters of ``optiwise.knowledge``, together with the published
+implementations (lion-pytorch, pytorch_optimizer, schedulefree: ``make throughput`` installs
+them) and, for ``adamw``, optiwise's compiled AdamW update driven directly (a check of the
+compiled code against torch's hand-written kernel). Each algorithm is measured in its own
+rounds with torch's fused AdamW: each round steps every contender once, in a rotating order,
+and the ratios are taken per round (the median is reported), so that other processes on a
+shared machine slow both sides of a ratio alike.
 
 Shapes: ``large`` is 24 M parameters in 96 tensors, ``small`` 2 M parameters in 1000
-tensors. ``first_step_s`` is the first step (compilation included), then ``--warmup`` steps
-are not timed, then ``--steps`` rounds are.
+tensors. ``first_step_s`` is the first step (compilation included; ``--cold-cache`` points
+Inductor at an empty cache to time it from scratch), then ``--warmup`` steps are not timed,
+then ``--steps`` rounds are. ``--repeat`` measures everything again that many times and
+reports the median and range of the ratios.
 
 Usage::
 
     python benchmarks/step_throughput.py                      # everything
     python benchmarks/step_throughput.py --quick              # lion on the large fp32 shape
-    python benchmarks/step_throughput.py --optimizers lion,adamw --shapes small --dtypes bf16
+    python benchmarks/step_throughput.py --optimizers lion,lamb --shapes small --dtypes bf16
 """
 
 from __future__ import annotations
@@ -42,8 +50,9 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -52,15 +61,11 @@ import torch
 from torch import Tensor, nn
 
 from optiwise._io import atomic_path
-from optiwise.optim import list_optimizers
+from optiwise.optim import Lookahead, list_optimizers
 from optiwise.optim._fused import FusedCache, fused_step
-from optiwise.optim._kernels import (
-    adamw_fused,
-    adamw_single_tensor,
-    lion_fused,
-    lion_multi_tensor,
-    lion_single_tensor,
-)
+from optiwise.optim._kernels import adamw_fused, adamw_single_tensor
+from optiwise.optim.memory import state_bytes
+from optiwise.optim.registry import create_optimizer, get_entry, resolve_optimizer
 
 #: Minimal bytes per parameter each algorithm must move (fp32); None: judged by time.
 BYTES: dict[str, int | None] = {
@@ -70,23 +75,31 @@ BYTES: dict[str, int | None] = {
     "lars": 28,
     "sophiag": 24,
     "schedule_free_adamw": 28,
+    "lookahead_adamw": 44,
     "adamw8bit": None,
     "lion8bit": None,
 }
 REFERENCE = "adamw (torch, fused)"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-#: Hyperparameters of every contender of an algorithm (typical values; speed barely depends
-#: on them).
-HPARAMS: dict[str, dict[str, Any]] = {
-    "adamw": dict(lr=1e-3, weight_decay=0.01),
-    "lion": dict(lr=1e-4, weight_decay=0.1),
-    "lamb": dict(lr=1e-3, weight_decay=0.01),
-    "lars": dict(lr=0.1, weight_decay=1e-4),
-    "sophiag": dict(lr=1e-4, weight_decay=0.1),
-    "schedule_free_adamw": dict(lr=2.5e-3, weight_decay=0.01),
-    "adamw8bit": dict(lr=1e-3, weight_decay=0.01),
-    "lion8bit": dict(lr=1e-4, weight_decay=0.1),
+PATHS = {
+    "fused": dict(fused=True),
+    "foreach": dict(foreach=True, fused=False),
+    "single": dict(foreach=False, fused=False),
 }
+
+
+def own_optimizers() -> list[str]:
+    """optiwise's own registered optimizers, Lookahead's sync (around torch's AdamW) and the
+    AdamW reference's own group."""
+    own = [n for n in list_optimizers() if get_entry(n).factory.__module__.startswith("optiwise")]
+    return ["adamw", *own, "lookahead_adamw"]
+
+
+def hparams(algorithm: str) -> dict[str, Any]:
+    """The knowledge defaults of ``algorithm`` (the benchmark's hyperparameters for every
+    implementation of it; speed barely depends on them)."""
+    name = "adamw" if algorithm == "lookahead_adamw" else algorithm
+    return dict(resolve_optimizer(name).hparams)
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,17 +159,15 @@ class Contender:
     algorithm: str
     source: str
     build: Callable[[list[nn.Parameter]], Any]
-    bf16: bool = True
 
 
-class KernelStep:
-    """Drives one of optiwise's update kernels over the parameters as an optimizer step
-    does (state looked up per step, hyperparameters computed on the host)."""
+class AdamWKernel:
+    """optiwise's compiled AdamW update driven over the parameters as an optimizer step does
+    (state looked up per step, hyperparameters computed on the host)."""
 
-    def __init__(self, params: list[nn.Parameter], algorithm: str, path: str) -> None:
+    def __init__(self, params: list[nn.Parameter]) -> None:
         self.params = params
-        self.algorithm, self.path = algorithm, path
-        self.keys = ["exp_avg"] if algorithm == "lion" else ["exp_avg", "exp_avg_sq"]
+        self.keys = ["exp_avg", "exp_avg_sq"]
         self.state: dict[Tensor, dict[str, Tensor]] = {
             p: {k: torch.zeros_like(p) for k in self.keys} for p in params
         }
@@ -166,84 +177,67 @@ class KernelStep:
     @torch.no_grad()
     def step(self) -> None:
         self.t += 1
-        params = self.params
-        grads = [p.grad for p in params]
-        states = [[self.state[p][k] for p in params] for k in self.keys]
-        hp = HPARAMS[self.algorithm]
-        lr, wd = hp["lr"], hp["weight_decay"]
-        if self.algorithm == "lion":
-            if self.path == "fused":
-                self.fused(
-                    lion_fused, grads, states, decay=1 - lr * wd, neg_lr=-lr, weight1=0.1,
-                    weight2=0.01, maximize=False,
-                )  # fmt: skip
-            else:
-                fn = lion_multi_tensor if self.path == "foreach" else lion_single_tensor
-                fn(params, grads, *states, lr=lr, beta1=0.9, beta2=0.99, weight_decay=wd,
-                   maximize=False)  # fmt: skip
-        elif self.path == "fused":
-            b1, b2, t = 0.9, 0.999, self.t
-            self.fused(
-                adamw_fused, grads, states, decay=1 - lr * wd, weight1=1 - b1, beta2=b2,
-                weight2=1 - b2, bias2_sqrt=(1 - b2**t) ** 0.5, eps=1e-8,
-                neg_step_size=-lr / (1 - b1**t), maximize=False,
-            )  # fmt: skip
-        else:
-            adamw_single_tensor(
-                params, grads, *states, [self.t] * len(params), lr=lr, beta1=0.9, beta2=0.999,
-                eps=1e-8, weight_decay=wd, maximize=False,
-            )  # fmt: skip
-
-    def fused(
-        self, update: Callable[..., None], grads: list[Any], states: list[list[Tensor]], **hp: Any
-    ) -> None:
+        hp = hparams("adamw")
+        lr, wd, (b1, b2), t = hp["lr"], hp["weight_decay"], hp["betas"], self.t
         fused_step(
-            update, list(self.params), grads, states, self.keys, optimizer_state=self.state,
-            cache=self.cache, group_id=0, strict=True, hparams=hp,
+            adamw_fused, list(self.params), [p.grad for p in self.params],
+            [[self.state[p][k] for p in self.params] for k in self.keys], self.keys,
+            optimizer_state=self.state, cache=self.cache, group_id=0, strict=True,
+            hparams=dict(
+                decay=1 - lr * wd, weight1=1 - b1, beta2=b2, weight2=1 - b2,
+                bias2_sqrt=(1 - b2**t) ** 0.5, eps=hp["eps"], neg_step_size=-lr / (1 - b1**t),
+                maximize=False,
+            ),
         )  # fmt: skip
 
 
-def optiwise_contenders(algorithms: Iterable[str]) -> list[Contender]:
-    """optiwise's registered optimizers on each path, and its update kernels."""
-    registered = set(list_optimizers())
-    out = []
-    for algo in algorithms:
-        for path in ("fused", "single", "foreach"):
-            if algo in ("lion", "adamw") and not (algo == "adamw" and path == "foreach"):
-                out.append(
-                    Contender(
-                        f"{algo} (optiwise kernel:{path})",
-                        algo,
-                        "optiwise",
-                        lambda ps, a=algo, p=path: KernelStep(ps, a, p),
-                    )
-                )
-            if algo in registered and algo != "adamw":
-                out.append(
-                    Contender(
-                        f"{algo} (optiwise, {path})",
-                        algo,
-                        "optiwise",
-                        lambda ps, a=algo, p=path: build_optiwise(a, p, ps),
-                    )
-                )
-    return out
+class AdamWSingle(AdamWKernel):
+    """optiwise's per-tensor AdamW update (the 8-bit AdamW's fp32 path)."""
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        hp = hparams("adamw")
+        adamw_single_tensor(
+            list(self.params), [p.grad for p in self.params],
+            *[[self.state[p][k] for p in self.params] for k in self.keys],
+            [self.t] * len(self.params), lr=hp["lr"], beta1=hp["betas"][0],
+            beta2=hp["betas"][1], eps=hp["eps"], weight_decay=hp["weight_decay"], maximize=False,
+        )  # fmt: skip
 
 
 def build_optiwise(algorithm: str, path: str, params: list[nn.Parameter]) -> Any:
-    """optiwise's optimizer on ``path``; an error when it has no such path."""
-    import optiwise
-
-    kwargs = {"fused": dict(fused=True), "foreach": dict(foreach=True, fused=False)}.get(
-        path, dict(foreach=False, fused=False)
-    )
+    """optiwise's optimizer ``algorithm`` (a registry name) on ``path``; an error when it has
+    no such path."""
+    kwargs = dict(PATHS[path])
+    if algorithm == "lookahead_adamw":  # the sync every step, around torch's fused AdamW
+        inner = torch.optim.AdamW(params, **hparams("adamw"), fused=True)
+        return Lookahead(inner, k=1, alpha=0.5, **kwargs)
     try:
-        return optiwise.create_optimizer(algorithm, params, **HPARAMS[algorithm], **kwargs)
+        return create_optimizer(algorithm, params, **kwargs)
     except (TypeError, ValueError):
         if path == "fused":
             raise
-        kwargs.pop("fused")  # an optimizer without a fused path yet
-        return optiwise.create_optimizer(algorithm, params, **HPARAMS[algorithm], **kwargs)
+        kwargs.pop("fused")  # an optimizer without a fused path
+        return create_optimizer(algorithm, params, **kwargs)
+
+
+def optiwise_contenders(algorithm: str) -> list[Contender]:
+    """optiwise's implementations of ``algorithm`` on each path."""
+    if algorithm == "adamw":
+        return [
+            Contender("adamw (optiwise kernel, fused)", "adamw", "optiwise", AdamWKernel),
+            Contender("adamw (optiwise kernel, single)", "adamw", "optiwise", AdamWSingle),
+        ]
+    return [
+        Contender(
+            f"{algorithm} (optiwise, {path})",
+            algorithm,
+            "optiwise",
+            lambda ps, p=path: build_optiwise(algorithm, p, ps),
+        )
+        for path in PATHS
+    ]
 
 
 class _Train:
@@ -264,24 +258,22 @@ class _Train:
             self.opt.step()
 
 
-def published_contenders(algorithms: Iterable[str]) -> tuple[list[Contender], list[str]]:
-    """The published implementations that are installed; and notes on those that are not."""
+def published_contenders(algorithm: str) -> tuple[list[Contender], list[str]]:
+    """The published implementations of ``algorithm`` that are installed; and notes on those
+    that are not."""
     out: list[Contender] = []
     notes: list[str] = []
-    hp = HPARAMS
+    hp = hparams(algorithm)
+    lr_wd = {"lr": hp.get("lr"), "weight_decay": hp.get("weight_decay", 0.0)}
     try:
         import lion_pytorch
     except ImportError:
         notes.append("lion-pytorch not installed (make throughput installs it)")
     else:
         out.append(
-            Contender(
-                "lion (lion-pytorch)",
-                "lion",
-                "lion-pytorch",
-                lambda ps: lion_pytorch.Lion(ps, **hp["lion"]),
-            )
-        )
+            Contender("lion (lion-pytorch)", "lion", "lion-pytorch",
+                      lambda ps: lion_pytorch.Lion(ps, **lr_wd))
+        )  # fmt: skip
     try:
         import pytorch_optimizer as po
     except ImportError:
@@ -289,17 +281,21 @@ def published_contenders(algorithms: Iterable[str]) -> tuple[list[Contender], li
     else:
         out += [
             Contender("lion (pytorch_optimizer)", "lion", "pytorch_optimizer",
-                      lambda ps: po.Lion(ps, **hp["lion"])),
+                      lambda ps: po.Lion(ps, **lr_wd)),
             Contender("lamb (pytorch_optimizer)", "lamb", "pytorch_optimizer",
-                      lambda ps: po.Lamb(ps, **hp["lamb"])),
+                      lambda ps: po.Lamb(ps, **lr_wd)),
             Contender("lars (pytorch_optimizer)", "lars", "pytorch_optimizer",
-                      lambda ps: po.LARS(ps, **hp["lars"])),
+                      lambda ps: po.LARS(ps, **lr_wd)),
             Contender("sophiag (pytorch_optimizer SophiaH)", "sophiag", "pytorch_optimizer",
-                      lambda ps: _Train(po.SophiaH(ps, **hp["sophiag"], update_period=10**9),
+                      lambda ps: _Train(po.SophiaH(ps, **lr_wd, update_period=10**9),
                                         hessian=True)),
             Contender("schedule_free_adamw (pytorch_optimizer)", "schedule_free_adamw",
                       "pytorch_optimizer",
-                      lambda ps: _Train(po.ScheduleFreeAdamW(ps, **hp["schedule_free_adamw"]))),
+                      lambda ps: _Train(po.ScheduleFreeAdamW(ps, **lr_wd))),
+            Contender("lookahead_adamw (pytorch_optimizer)", "lookahead_adamw",
+                      "pytorch_optimizer",
+                      lambda ps: po.Lookahead(torch.optim.AdamW(ps, **lr_wd, fused=True), k=1,
+                                              alpha=0.5)),
         ]  # fmt: skip
     try:
         import schedulefree
@@ -307,15 +303,10 @@ def published_contenders(algorithms: Iterable[str]) -> tuple[list[Contender], li
         notes.append("schedulefree not installed (make throughput installs it)")
     else:
         out.append(
-            Contender(
-                "schedule_free_adamw (schedulefree)",
-                "schedule_free_adamw",
-                "schedulefree",
-                lambda ps: _Train(schedulefree.AdamWScheduleFree(ps, **hp["schedule_free_adamw"])),
-            )
-        )
-    wanted = set(algorithms)
-    return [c for c in out if c.algorithm in wanted], notes
+            Contender("schedule_free_adamw (schedulefree)", "schedule_free_adamw", "schedulefree",
+                      lambda ps: _Train(schedulefree.AdamWScheduleFree(ps, **lr_wd)))
+        )  # fmt: skip
+    return [c for c in out if c.algorithm == algorithm], notes
 
 
 def reference_contender() -> Contender:
@@ -323,7 +314,7 @@ def reference_contender() -> Contender:
         REFERENCE,
         "adamw",
         "torch",
-        lambda ps: torch.optim.AdamW(ps, **HPARAMS["adamw"], fused=True),
+        lambda ps: torch.optim.AdamW(ps, **hparams("adamw"), fused=True),
     )
 
 
@@ -341,25 +332,13 @@ class Timing:
     error: str | None = None
 
 
-def state_bytes(optimizer: Any) -> int:
-    """Bytes of tensors in the optimizer's state (each storage region once)."""
-    state = getattr(optimizer, "state", None)
-    if state is None:
-        state = getattr(getattr(optimizer, "opt", None), "state", {})
-    seen, total = set(), 0
-    stack: list[Any] = list(state.values())
-    while stack:
-        value = stack.pop()
-        if isinstance(value, Tensor):
-            key = (value.data_ptr(), value.numel(), value.dtype)
-            if key not in seen:
-                seen.add(key)
-                total += value.numel() * value.element_size()
-        elif isinstance(value, dict):
-            stack.extend(value.values())
-        elif isinstance(value, (list, tuple)):
-            stack.extend(value)
-    return total
+def measured_state_bytes(optimizer: Any) -> int | None:
+    """Bytes of the optimizer's state (:func:`optiwise.optim.memory.state_bytes`); None for
+    a contender that is not an optimizer."""
+    optimizer = getattr(optimizer, "opt", optimizer)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        return None
+    return state_bytes(optimizer).total
 
 
 def measure(
@@ -377,6 +356,7 @@ def measure(
                 timing.optimizer.step()
         except Exception as err:  # a contender that cannot run here is reported, not fatal
             timing.error = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+            timing.optimizer = None
     live = [t for t in timings if t.error is None]
     for r in range(steps):
         shift = r % len(live)
@@ -387,9 +367,7 @@ def measure(
     return timings
 
 
-def summarize(
-    timings: list[Timing], numel: int, dtype: torch.dtype, scale: float
-) -> list[dict[str, Any]]:
+def summarize(timings: list[Timing], numel: int, scale: float) -> list[dict[str, Any]]:
     """Per contender: times, ns/param, GB/s and ratios to the reference, paired by round."""
     ref = next(t for t in timings if t.contender.name == REFERENCE)
     ref_bytes = 28 * scale
@@ -401,7 +379,7 @@ def summarize(
             row["error"] = t.error
             rows.append(row)
             continue
-        bytes_pp = BYTES[c.algorithm]
+        bytes_pp = BYTES.get(c.algorithm)
         t_min, t_med = min(t.times), statistics.median(t.times)
         per_round = [a / b for a, b in zip(t.times, ref.times, strict=True)]
         row.update(
@@ -411,7 +389,7 @@ def summarize(
             ns_per_param_min=t_min / numel * 1e9,
             ns_per_param_median=t_med / numel * 1e9,
             time_ratio_vs_ref=statistics.median(per_round),
-            state_bytes=state_bytes(t.optimizer),
+            state_bytes=measured_state_bytes(t.optimizer),
         )
         if bytes_pp is not None:
             nbytes = bytes_pp * scale
@@ -439,28 +417,56 @@ def summarize(
     return rows
 
 
+def merge_repeats(repeats: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The first repeat's rows with, for each ratio, the median and range over repeats."""
+    rows = [dict(r) for r in repeats[0]]
+    if len(repeats) == 1:
+        return rows
+    for i, row in enumerate(rows):
+        for key in ("bw_ratio_vs_ref", "time_ratio_vs_ref", "optiwise_speedup"):
+            values = [rep[i][key] for rep in repeats if key in rep[i]]
+            if values:
+                row[f"{key}_runs"] = values
+                row[key] = statistics.median(values)
+    return rows
+
+
 # --------------------------------------------------------------------------------------------
 # Output
 # --------------------------------------------------------------------------------------------
 
 
+def _ratio(row: dict[str, Any], key: str, width: int) -> str:
+    if key not in row:
+        return f"{'-':>{width}}"
+    runs = row.get(f"{key}_runs")
+    if runs:
+        return f"{row[key]:.2f} ({min(runs):.2f}-{max(runs):.2f})".rjust(width)
+    return f"{row[key]:.2f}".rjust(width)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
+    wide = any("bw_ratio_vs_ref_runs" in r for r in rows)
+    w = 17 if wide else 6
     head = (
-        f"{'contender':42} {'first s':>7} {'min ms':>8} {'med ms':>8} {'ns/par':>7} "
-        f"{'GB/s':>6} {'bw/ref':>6} {'t/ref':>6} {'state MB':>8}  vs optiwise"
+        f"{'contender':44} {'first s':>7} {'min ms':>8} {'med ms':>8} {'ns/par':>7} "
+        f"{'GB/s':>6} {'bw/ref':>{w}} {'t/ref':>6} {'state MB':>8}  vs optiwise"
     )
-    lines = [head, "-" * len(head)]
-    for r in rows:
+    lines = [head]
+    for i, r in enumerate(rows):
+        if r["name"] == REFERENCE:
+            algorithm = rows[i + 1]["algorithm"] if i + 1 < len(rows) else "adamw"
+            lines.append(f"-- {algorithm} " + "-" * (len(head) - len(algorithm) - 4))
         if "error" in r:
-            lines.append(f"{r['name']:42} n/a: {r['error']}")
+            lines.append(f"{r['name']:44} n/a: {r['error']}")
             continue
-        bw = f"{r['bw_ratio_vs_ref']:6.2f}" if "bw_ratio_vs_ref" in r else f"{'-':>6}"
         gbps = f"{r['gb_per_s']:6.1f}" if "gb_per_s" in r else f"{'-':>6}"
-        vs = f"{r['optiwise_speedup']:.2f}x slower" if "optiwise_speedup" in r else ""
+        vs = f"optiwise {r['optiwise_speedup']:.2f}x faster" if "optiwise_speedup" in r else ""
+        mb = "-" if r["state_bytes"] is None else f"{r['state_bytes'] / 2**20:.1f}"
         lines.append(
-            f"{r['name']:42} {r['first_step_s']:7.2f} {r['min_ms']:8.2f} {r['median_ms']:8.2f} "
-            f"{r['ns_per_param_min']:7.3f} {gbps} {bw} {r['time_ratio_vs_ref']:6.2f} "
-            f"{r['state_bytes'] / 2**20:8.1f}  {vs}"
+            f"{r['name']:44} {r['first_step_s']:7.2f} {r['min_ms']:8.2f} {r['median_ms']:8.2f} "
+            f"{r['ns_per_param_min']:7.3f} {gbps} {_ratio(r, 'bw_ratio_vs_ref', w)} "
+            f"{r['time_ratio_vs_ref']:6.2f} {mb:>8}  {vs}"
         )
     return "\n".join(lines)
 
@@ -474,42 +480,59 @@ def versions() -> dict[str, str]:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
+    known = own_optimizers()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--optimizers", default=",".join(BYTES), help="comma-separated algorithms")
+    ap.add_argument("--optimizers", default=",".join(known), help="comma-separated names")
     ap.add_argument("--shapes", default="large,small", help="large, small or both")
     ap.add_argument("--dtypes", default="fp32,bf16", help="fp32, bf16 or both")
     ap.add_argument("--steps", type=int, default=10, help="timed rounds (>= 10 to report)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
+    ap.add_argument("--repeat", type=int, default=1, help="measure everything this often")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--no-published", action="store_true", help="skip published versions")
+    ap.add_argument("--cold-cache", action="store_true", help="compile into an empty cache")
     ap.add_argument("--quick", action="store_true", help="lion, large shape, fp32 only")
     ap.add_argument("--json", default="optiwise-report/step_throughput.json", help="JSON out")
     args = ap.parse_args(argv)
     if args.quick:
         args.optimizers, args.shapes, args.dtypes = "lion", "large", "fp32"
-    for label, value, known in (
-        ("optimizer", args.optimizers, BYTES),
+    for label, value, choices in (
+        ("optimizer", args.optimizers, known),
         ("shape", args.shapes, SHAPES),
         ("dtype", args.dtypes, DTYPES),
     ):
-        bad = sorted(set(value.split(",")) - set(known))
+        bad = sorted(set(value.split(",")) - set(choices))
         if bad:
-            ap.error(f"unknown {label} {bad}; choose from {sorted(known)}")
-    if args.steps < 1 or args.warmup < 0 or args.threads < 1:
-        ap.error("--steps and --threads must be >= 1, --warmup >= 0")
+            ap.error(f"unknown {label} {bad}; choose from {sorted(choices)}")
+    if args.steps < 1 or args.warmup < 0 or args.threads < 1 or args.repeat < 1:
+        ap.error("--steps, --repeat and --threads must be >= 1, --warmup >= 0")
     return args
+
+
+def run_group(
+    algorithm: str, params: list[nn.Parameter], args: argparse.Namespace, scale: float
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """torch's fused AdamW and every implementation of ``algorithm``, ``--repeat`` times."""
+    contenders = [reference_contender(), *optiwise_contenders(algorithm)]
+    notes: list[str] = []
+    if not args.no_published:
+        published, notes = published_contenders(algorithm)
+        contenders += published
+    numel = sum(p.numel() for p in params)
+    repeats = []
+    for _ in range(args.repeat):
+        timings = measure(contenders, params, args.steps, args.warmup)
+        repeats.append(summarize(timings, numel, scale))
+        del timings
+    return merge_repeats(repeats), notes
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.cold_cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="optiwise-inductor-")
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    algorithms = args.optimizers.split(",")
-    contenders = [reference_contender(), *optiwise_contenders(algorithms)]
-    notes: list[str] = []
-    if not args.no_published:
-        published, notes = published_contenders(algorithms)
-        contenders += published
     report: dict[str, Any] = dict(
         command=" ".join([os.path.basename(sys.argv[0]), *(argv or sys.argv[1:])]),
         threads=args.threads,
@@ -517,27 +540,30 @@ def main(argv: list[str] | None = None) -> int:
         load_average_start=os.getloadavg(),
         versions=versions(),
         bytes_per_param_fp32=BYTES,
-        notes=notes,
+        inductor_cache=os.environ.get("TORCHINDUCTOR_CACHE_DIR", "default"),
+        notes=[],
         runs=[],
     )
-    for note in notes:
-        print(f"note: {note}")
     for shape in args.shapes.split(","):
         shapes = SHAPES[shape]()
         numel = sum(math.prod(s) for s in shapes)
         for dname in args.dtypes.split(","):
             dtype = DTYPES[dname]
             params = make_params(shapes, dtype)
-            chosen = [c for c in contenders if dtype == torch.float32 or c.bf16]
-            timings = measure(chosen, params, args.steps, args.warmup)
-            rows = summarize(timings, numel, dtype, torch.finfo(dtype).bits / 32)
+            rows: list[dict[str, Any]] = []
+            for algorithm in args.optimizers.split(","):
+                group, notes = run_group(algorithm, params, args, torch.finfo(dtype).bits / 32)
+                rows += group
+                report["notes"] = sorted(set(report["notes"]) | set(notes))
             print(f"\n{shape}: {numel / 1e6:g} M parameters in {len(shapes)} tensors, {dname}, "
-                  f"{args.steps} rounds, {args.threads} thread(s)")  # fmt: skip
+                  f"{args.steps} rounds x {args.repeat}, {args.threads} thread(s)")  # fmt: skip
             print(table(rows))
             report["runs"].append(
                 dict(shape=shape, tensors=len(shapes), numel=numel, dtype=dname, results=rows)
             )
-            del params, timings
+            del params
+    for note in report["notes"]:
+        print(f"note: {note}")
     report["load_average_end"] = os.getloadavg()
     with atomic_path(args.json) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -1,45 +1,43 @@
-"""The fused (compiled) path: same results and state as the per-tensor path, no recompiles
-when the LR changes, one graph for every model, and the ``fused``/``foreach`` policy."""
+"""The fused (compiled) path's machinery: same results and state as the per-tensor path,
+no recompiles when the LR changes, one graph for every model, the multi-pass runner, and the
+``fused``/``foreach`` policy. Each optimizer's fused path: test_fused_optimizers.py."""
 
 from __future__ import annotations
 
-import copy
-import io
-import os
-import shutil
 from collections.abc import Callable
 
 import pytest
 import torch
 from torch import Tensor, nn
 
-from optiwise.optim import _fused
-from optiwise.optim._fused import AUTO_MIN_NUMEL, FLAT_NUMEL, fused_map, fused_step, use_fused
+from optiwise.optim import LARS, Lion, _fused
+from optiwise.optim._fused import (
+    AUTO_MIN_NUMEL,
+    FLAT_NUMEL,
+    ROW,
+    FusedPasses,
+    _row_length,
+    fused_step,
+    use_fused,
+)
 from optiwise.optim._kernels import (
     adamw_fused,
     adamw_single_tensor,
+    lars_fused_apply,
+    lars_fused_norms,
+    lars_single_tensor,
     lion_fused,
     lion_single_tensor,
 )
-from tests.optim.fused_lion import FusedLion
-
-# torch.compile builds CPU kernels with a C++ compiler (CXX, g++ by default)
-compiles = pytest.mark.skipif(
-    shutil.which(os.environ.get("CXX", "g++")) is None,
-    reason="torch.compile needs a C++ compiler on CPU (set CXX or install g++)",
+from tests.optim.fused_helpers import (
+    assert_rel_close,
+    compiles,
+    graphs,
+    model,
+    params_of,
+    states,
+    train,
 )
-
-
-def graphs() -> int:
-    """Graphs compiled so far in this process."""
-    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
-
-
-def assert_rel_close(got: list[Tensor], want: list[Tensor], rtol: float = 1e-6) -> None:
-    """Each tensor within ``rtol`` relative (to its largest element where it crosses 0)."""
-    for a, b in zip(got, want, strict=True):
-        scale = b.abs().max().item() if b.numel() else 0.0
-        torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * scale)
 
 
 def tensors(seed: int, dtype: torch.dtype = torch.float32) -> list[Tensor]:
@@ -90,7 +88,7 @@ def test_fused_lion_matches_lion_single_tensor_after_100_steps(maximize: bool) -
         )  # fmt: skip
         run.step(
             lion_fused, grads, decay=1 - lr * wd, neg_lr=-lr, weight1=1 - b1, weight2=1 - b2,
-            maximize=maximize,
+            sign=-1.0 if maximize else 1.0,
         )  # fmt: skip
     assert_rel_close(run.fused, run.ref)
     assert_rel_close(run.fused_states()[0], run.ref_states[0])
@@ -125,7 +123,7 @@ def test_bf16_fused_computes_in_fp32_and_rounds_once() -> None:
     bf16, fp32 = Run(1, torch.bfloat16), Run(1, torch.float32)
     fp32.fused = [p.float() for p in bf16.fused]
     fp32.state = {p: {"s0": torch.zeros_like(p)} for p in fp32.fused}
-    hp = dict(decay=1 - 1e-2 * 0.1, neg_lr=-1e-2, weight1=0.1, weight2=0.01, maximize=False)
+    hp = dict(decay=1 - 1e-2 * 0.1, neg_lr=-1e-2, weight1=0.1, weight2=0.01, sign=1.0)
     for t in range(3):
         grads = tensors(3000 + t, torch.bfloat16)
         bf16.step(lion_fused, grads, **hp)
@@ -149,56 +147,21 @@ def test_bf16_fused_computes_in_fp32_and_rounds_once() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def model(seed: int = 0, hidden: int = 200) -> nn.Module:
-    """An MLP with one weight above FLAT_NUMEL elements and the rest below it."""
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Linear(12, hidden), nn.Tanh(), nn.Linear(hidden, 170), nn.Linear(170, 3)
-    )
-
-
-def train(net: nn.Module, opt: torch.optim.Optimizer, steps: range, sched: object = None) -> None:
-    for i in steps:
-        g = torch.Generator().manual_seed(i)
-        x, y = torch.randn(16, 12, generator=g), torch.randint(0, 3, (16,), generator=g)
-        opt.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(net(x), y).backward()
-        opt.step()
-        if sched is not None:
-            sched.step()  # type: ignore[attr-defined]
-
-
-def params_of(net: nn.Module) -> list[Tensor]:
-    return [p.detach() for p in net.parameters()]
-
-
 def test_model_has_both_routes() -> None:
     sizes = [p.numel() for p in model().parameters()]
     assert max(sizes) >= FLAT_NUMEL > min(sizes)
 
 
-def lion_copy(
-    params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], **kw: object
-) -> None:
-    """lion_fused under a new code object, so that its compiled graphs are counted afresh."""
-    lion_fused(params, grads, exp_avgs, **kw)  # type: ignore[arg-type]
-
-
-class CountedLion(FusedLion):
-    update = staticmethod(lion_copy)
-
-
 @compiles
 def test_one_graph_for_every_lr_and_model() -> None:
-    before = graphs()
     # Older torch releases specialized graphs on Python floats; the scalar tensors must not
     # depend on that.
     with torch._dynamo.config.patch(specialize_float=True):
         net = model()
-        opt = CountedLion(net.parameters(), lr=1e-3, weight_decay=0.1, fused=True)
+        opt = Lion(net.parameters(), lr=1e-3, weight_decay=0.1, fused=True)
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.97)
-        train(net, opt, range(1), sched)
-        assert graphs() == before + 1
+        train(net, opt, range(1), sched)  # compiles Lion's graph, unless a test did
+        before = graphs()
         lrs = []
         with torch.compiler.set_stance("fail_on_recompile"):
             for i in range(1, 30):
@@ -206,73 +169,22 @@ def test_one_graph_for_every_lr_and_model() -> None:
                 train(net, opt, range(i, i + 1), sched)
             # another model: other tensor counts and sizes, two large tensors of equal size
             other = nn.Sequential(nn.Linear(5, 210), nn.Linear(210, 210), nn.Linear(210, 210))
-            opt2 = CountedLion(other.parameters(), lr=3e-4, weight_decay=0.2, fused=True)
-            train_other = [p for p in other.parameters() if p.numel() >= FLAT_NUMEL]
-            assert len(train_other) == 2 and train_other[0].shape == train_other[1].shape
+            opt2 = Lion(other.parameters(), lr=3e-4, weight_decay=0.2, fused=True)
+            large = [p for p in other.parameters() if p.numel() >= FLAT_NUMEL]
+            assert len(large) == 2 and large[0].shape == large[1].shape
             for _ in range(2):
                 other(torch.randn(4, 5)).sum().backward()
                 opt2.step()
     assert len(set(lrs)) == len(lrs)  # the LR really changed every step
-    assert graphs() == before + 1
-
-
-def states(opt: torch.optim.Optimizer) -> dict[int, dict[str, Tensor]]:
-    return opt.state_dict()["state"]  # type: ignore[no-any-return]
-
-
-@compiles
-@pytest.mark.parametrize("path", [dict(fused=False, foreach=False), dict(foreach=True)])
-def test_state_dict_is_the_same_on_every_path(path: dict[str, bool]) -> None:
-    a, b = model(), model()
-    fused, other = (
-        FusedLion(a.parameters(), lr=1e-3, fused=True),
-        FusedLion(b.parameters(), lr=1e-3, **path),
-    )
-    train(a, fused, range(20))
-    train(b, other, range(20))
-    sa, sb = states(fused), states(other)
-    assert sa.keys() == sb.keys()
-    for i in sa:
-        assert sa[i].keys() == sb[i].keys() == {"exp_avg"}
-        x, y = sa[i]["exp_avg"], sb[i]["exp_avg"]
-        assert (x.shape, x.dtype, x.device) == (y.shape, y.dtype, y.device)
-        assert_rel_close([x], [y])
-    assert_rel_close(params_of(a), params_of(b))
-
-
-def reload(opt: torch.optim.Optimizer) -> dict[str, object]:
-    """The optimizer's state dict after a round trip through torch.save / torch.load."""
-    buffer = io.BytesIO()
-    torch.save(opt.state_dict(), buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)  # type: ignore[no-any-return]
-
-
-@compiles
-@pytest.mark.parametrize(("first", "then"), [(True, False), (False, True)])
-def test_resume_on_another_path(first: bool, then: bool) -> None:
-    ref = model()
-    train(ref, FusedLion(ref.parameters(), lr=1e-3, weight_decay=0.1, fused=first), range(40))
-
-    net = model()
-    opt = FusedLion(net.parameters(), lr=1e-3, weight_decay=0.1, fused=first)
-    train(net, opt, range(20))
-    saved, weights = reload(opt), copy.deepcopy(net.state_dict())
-    fresh = model(seed=1)
-    fresh.load_state_dict(weights)
-    resumed = FusedLion(fresh.parameters(), lr=1e-3, weight_decay=0.1, fused=then)
-    resumed.load_state_dict(saved)  # type: ignore[arg-type]
-    assert resumed.param_groups[0]["fused"] is then  # the path is this run's choice
-    train(fresh, resumed, range(20, 40))
-    assert_rel_close(params_of(fresh), params_of(ref))
+    assert graphs() == before
 
 
 @compiles
 def test_params_without_grads_are_skipped_and_flat_state_follows() -> None:
     a, b = model(), model()
     fused, ref = (
-        FusedLion(a.parameters(), lr=1e-3, fused=True),
-        FusedLion(b.parameters(), lr=1e-3, fused=False),
+        Lion(a.parameters(), lr=1e-3, fused=True),
+        Lion(b.parameters(), lr=1e-3, fused=False),
     )
     for i in range(12):
         for net, opt in ((a, fused), (b, ref)):
@@ -297,7 +209,7 @@ def test_params_without_grads_are_skipped_and_flat_state_follows() -> None:
 
 def test_fused_and_foreach_together_rejected() -> None:
     with pytest.raises(ValueError, match="fused=True and foreach=True"):
-        FusedLion(model().parameters(), fused=True, foreach=True)
+        Lion(model().parameters(), fused=True, foreach=True)
 
 
 def test_fused_true_rejects_what_it_cannot_fuse() -> None:
@@ -319,6 +231,14 @@ def test_auto_policy() -> None:
     assert use_fused(None, None, [torch.zeros(AUTO_MIN_NUMEL, device="meta")], lion_fused) is False
 
 
+def test_auto_policy_needs_every_pass_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    large = [torch.zeros(AUTO_MIN_NUMEL)]
+    monkeypatch.setattr(_fused, "_BROKEN", {lars_fused_apply: "no C++ compiler"})
+    assert use_fused(None, None, large, lars_fused_norms) is True
+    assert use_fused(None, None, large, lars_fused_norms, lars_fused_apply) is False
+    assert use_fused(True, None, large, lars_fused_norms, lars_fused_apply) is True
+
+
 def test_a_failed_compile_raises_with_fused_true_and_falls_back_otherwise(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -331,7 +251,7 @@ def test_a_failed_compile_raises_with_fused_true_and_falls_back_otherwise(
     monkeypatch.setattr(_fused, "_compiled", broken)
     monkeypatch.setattr(_fused, "_PROBED", {})
     monkeypatch.setattr(_fused, "_BROKEN", {})
-    hp = dict(decay=0.999, neg_lr=-1e-2, weight1=0.1, weight2=0.01, maximize=False)
+    hp = dict(decay=0.999, neg_lr=-1e-2, weight1=0.1, weight2=0.01, sign=1.0)
     run = Run(1)
     before = [p.clone() for p in run.fused]
     with pytest.raises(RuntimeError, match=r"fused=True, but .*no C\+\+ compiler"):
@@ -354,73 +274,122 @@ def test_a_failed_compile_raises_with_fused_true_and_falls_back_otherwise(
 
 
 # --------------------------------------------------------------------------------------------
-# Per-tensor values: the two passes of a trust-ratio update (as LAMB and LARS need)
+# Multi-pass updates (LAMB, LARS): every tensor as rows, sums per tensor, values per tensor
 # --------------------------------------------------------------------------------------------
 
 
-def update_norms(
-    params: list[Tensor], grads: list[Tensor], *, weight_decay: Tensor
-) -> list[Tensor]:
-    """First pass: the squared norm of each tensor's update ``g + wd w``, summed in float64
-    (Inductor specializes an fp32 sum on the size being at most 4096 or not)."""
-    return [
-        ((g + weight_decay * p).double() ** 2).sum() for p, g in zip(params, grads, strict=True)
-    ]
+def test_row_length_divides_and_prefers_whole_vectors() -> None:
+    assert _row_length(40 * 1000) == 4000  # the longest divisor that is a multiple of 16
+    assert _row_length(257 * 1000) == 2570  # 257000 = 2^3 5^3 257: no multiple of 16 fits
+    assert _row_length(34000) == 2000
+    assert _row_length(32771) is None  # a prime: the tensor takes rows of 2048 and a tail
+    for n in (40 * 1000, 257 * 1000, 34000, 1 << 20, 3 * 5 * 7 * 11 * 13 * 17):
+        length = _row_length(n)
+        assert length is not None and n % length == 0 and ROW <= length <= 4096
 
 
-def apply_trusted(
+def pass_tensors(seed: int, sizes: tuple[int, ...]) -> list[Tensor]:
+    """Tensors of the given sizes and a non-contiguous one (uncompiled, on a copy)."""
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(n, generator=g) for n in sizes] + [torch.randn(7, 5, generator=g).t()]
+
+
+LARS_HP = dict(weight_decay=1e-2, trust_coefficient=0.02, eps=1e-8, lr=0.5, momentum=0.9)
+
+
+def lars_two_passes(
     params: list[Tensor],
     grads: list[Tensor],
-    *,
-    trust: list[Tensor],
-    weight_decay: Tensor,
-    neg_lr: Tensor,
-) -> None:
-    """Second pass: ``w <- w - lr r (g + wd w)`` with a trust ratio ``r`` per tensor."""
-    for p, g, r in zip(params, grads, trust, strict=True):
-        p.add_(neg_lr * r * (g + weight_decay * p))
-
-
-def trust_ratios(params: list[Tensor], update_sq: list[Tensor]) -> list[Tensor]:
-    """``0.01 ||w|| / ||u||``, 1 where a norm is 0, computed without leaving the device."""
-    w = torch.stack(torch._foreach_norm(params)).double()
-    u = torch.stack(update_sq).sqrt()
-    return list(torch.where((w > 0) & (u > 0), 0.01 * w / u, torch.ones_like(w)).unbind())
+    bufs: list[Tensor],
+    state: dict[Tensor, dict[str, Tensor]],
+    cache: _fused.FusedCache,
+) -> Tensor:
+    """One LARS step through FusedPasses: norms, trust ratios on the device, the step."""
+    hp = LARS_HP
+    with FusedPasses(
+        params, grads, [bufs], ["momentum_buffer"], optimizer_state=state, cache=cache,
+        cache_key=0, strict=True,
+    ) as passes:  # fmt: skip
+        sums = passes.run(lars_fused_norms)
+        assert sums is not None and sums.shape == (len(params), 2)
+        w, g = sums.sqrt().unbind(-1)
+        ratio = hp["trust_coefficient"] * w / (g + hp["weight_decay"] * w + hp["eps"])
+        result = passes.run(
+            lars_fused_apply, per_tensor={"ratio": ratio}, weight_decay=hp["weight_decay"],
+            lr=hp["lr"], neg_lr=-hp["lr"], momentum=hp["momentum"],
+            neg_momentum=-hp["momentum"], sign=1.0, nesterov=False,
+        )  # fmt: skip
+        assert result is None
+    return sums
 
 
 @compiles
-def test_fused_map_passes_values_per_tensor_and_returns_them() -> None:
-    ref = tensors(0)[:4] + [torch.randn(7, 5).t()] + [torch.randn(300) for _ in range(5)]
+def test_fused_passes_sum_per_tensor_and_apply_values_per_tensor() -> None:
+    # rows of 4000; rows of 2048 and a tail of 3 (a prime); two small ones; non-contiguous
+    sizes = (40 * 1000, 32771, 300, 1)
+    ref = pass_tensors(0, sizes)
     fused = [p.clone() if p.is_contiguous() else p.t().clone().t() for p in ref]
-    hp = dict(weight_decay=1e-2, neg_lr=-0.1)
+    ref_bufs = [torch.zeros_like(p) for p in ref]
+    state: dict[Tensor, dict[str, Tensor]] = {p: {"momentum_buffer": torch.zeros_like(p)}
+                                              for p in fused}  # fmt: skip
+    cache: _fused.FusedCache = {}
     before = None
-    for t in range(30):
-        g = torch.Generator().manual_seed(t)
-        grads = [torch.randn(p.shape, generator=g) for p in ref]
-        grads[4] = grads[4].t().contiguous().t()  # non-contiguous like its parameter
-        # reference, eagerly
-        sq = [((gr + 1e-2 * p) ** 2).sum() for p, gr in zip(ref, grads, strict=True)]
-        for p, gr, r in zip(ref, grads, trust_ratios(ref, sq), strict=True):
-            p.add_(-0.1 * r * (gr + 1e-2 * p))
-        # compiled, two passes
+    for t in range(20):
+        grads = [g if p.is_contiguous() else g.t().contiguous().t()
+                 for p, g in zip(ref, pass_tensors(100 + t, sizes), strict=True)]  # fmt: skip
+        want = torch.stack([torch.stack([p.double().norm() ** 2, g.double().norm() ** 2])
+                            for p, g in zip(ref, grads, strict=True)])  # fmt: skip
+        lars_single_tensor(
+            ref, grads, ref_bufs, lr=LARS_HP["lr"], momentum=LARS_HP["momentum"],
+            weight_decay=LARS_HP["weight_decay"], trust_coefficient=LARS_HP["trust_coefficient"],
+            eps=LARS_HP["eps"], nesterov=False, adapt=True, maximize=False,
+        )  # fmt: skip
         with torch.compiler.set_stance("fail_on_recompile" if t > 0 else "default"):
-            norms = fused_map(
-                update_norms, [fused, grads], strict=True, hparams={"weight_decay": 1e-2}
-            )
-            assert norms is not None and len(norms) == len(fused)
-            if t > 0:  # the same tensors in another order, the large one last: same graph
-                rotated = fused_map(
-                    update_norms, [fused[2:] + fused[:2], grads[2:] + grads[:2]], strict=True,
-                    hparams={"weight_decay": 1e-2},
-                )  # fmt: skip
-                assert rotated is not None
-                assert all(map(torch.equal, rotated[-2:] + rotated[:-2], norms))
-            result = fused_map(
-                apply_trusted, [fused, grads], strict=True, hparams=hp,
-                per_tensor={"trust": trust_ratios(fused, norms)},
-            )  # fmt: skip
-        assert result is None
+            bufs = [state[p]["momentum_buffer"] for p in fused]
+            sums = lars_two_passes(fused, grads, bufs, state, cache)
+        torch.testing.assert_close(sums, want, rtol=1e-5, atol=0)
         if t == 0:
             before = graphs()
-    assert graphs() == before  # new ratios every step, no new graph
+    assert graphs() == before  # new values and ratios every step, no new graph
     assert_rel_close(fused, ref)
+    assert_rel_close([state[p]["momentum_buffer"] for p in fused], ref_bufs)
+    # the small tensors' state lives in one row buffer, each tensor starting a row
+    small = [state[p]["momentum_buffer"] for p in fused[2:4]]
+    assert small[0].untyped_storage().data_ptr() == small[1].untyped_storage().data_ptr()
+    assert small[1].storage_offset() - small[0].storage_offset() == 2 * ROW  # 300 elements
+
+
+@compiles
+def test_fused_passes_one_graph_for_other_sizes() -> None:
+    params = pass_tensors(0, (40 * 1000, 32771, 300, 1))
+    state = {p: {"momentum_buffer": torch.zeros_like(p)} for p in params}
+    lars_two_passes(params, pass_tensors(1, (40 * 1000, 32771, 300, 1)),
+                    [state[p]["momentum_buffer"] for p in params], state, {})  # fmt: skip
+    before = graphs()
+    with torch.compiler.set_stance("fail_on_recompile"):
+        for sizes in [(70_000, 50_000, 33_000, 12), (1 << 16,) * 9 + (5, 5000)]:
+            params = pass_tensors(2, sizes)[:-1]
+            state = {p: {"momentum_buffer": torch.zeros_like(p)} for p in params}
+            bufs = [state[p]["momentum_buffer"] for p in params]
+            lars_two_passes(params, pass_tensors(3, sizes)[:-1], bufs, state, {})
+    assert graphs() == before
+
+
+def test_fused_passes_of_nothing() -> None:
+    passes = FusedPasses([], [], [], [], optimizer_state={}, cache={}, cache_key=0, strict=True)
+    assert passes.run(lars_fused_norms) is None
+
+
+@compiles
+def test_lars_group_without_adaptation_skips_the_norms(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    original = FusedPasses.run
+
+    def run(self: FusedPasses, update: Callable[..., object], **kw: object) -> object:
+        calls.append(update.__name__)
+        return original(self, update, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FusedPasses, "run", run)
+    net = model()
+    train(net, LARS(net.parameters(), lr=0.1, fused=True), range(2))  # weight_decay 0
+    assert calls == ["lars_fused_apply"] * 2

@@ -8,15 +8,16 @@ Subclasses implement ``step`` with update math in functions over lists of tensor
 - :meth:`_state_buffers`: per-parameter state tensors, created as zeros on first use;
 - :meth:`_run_closure`: ``step(closure)`` semantics;
 - :meth:`_use_foreach`: the ``foreach=None`` policy;
-- :meth:`_use_fused`, :meth:`_fused_step` (and :meth:`_fused_map` for updates in several
-  passes with a value per tensor): the compiled one-pass path (``_fused.py``). A
-  subclass opts in with a ``fused: bool | None = None`` argument stored in its defaults
-  (checked by :func:`~optiwise.optim._fused.check_fused_args`), an update written for the
-  compiler (``*_fused`` in ``_kernels.py``) and, in ``step``, per group::
+- :meth:`_use_fused`, :meth:`_fused_step` (and :meth:`_fused_passes` for updates in
+  several passes with a value per tensor, :meth:`_fused_map` for tensor-by-tensor ones):
+  the compiled one-pass path (``_fused.py``). A subclass opts in with a
+  ``fused: bool | None = None`` argument stored in its defaults (checked by
+  :func:`~optiwise.optim._fused.check_fused_args`), an update written for the compiler
+  (``*_fused`` in ``_kernels.py``) and, in ``step``, per group::
 
       if self._use_fused(group, params, lion_fused):
           self._fused_step(lion_fused, group, params, grads, [exp_avgs], ["exp_avg"],
-                           decay=1 - lr * wd, neg_lr=-lr, ..., maximize=group["maximize"])
+                           decay=1 - lr * wd, neg_lr=-lr, ..., sign=-1.0 if maximize else 1.0)
       else:
           ...  # the foreach or per-tensor kernel, as before
 - a :meth:`load_state_dict` that validates the whole state dict first (same optimizer, same
@@ -98,16 +99,16 @@ class OptiwiseOptimizer(Optimizer):
 
     @staticmethod
     def _use_fused(
-        group: Mapping[str, Any], params: list[Tensor], update: Callable[..., None]
+        group: Mapping[str, Any], params: list[Tensor], *updates: Callable[..., Any]
     ) -> bool:
-        """Whether ``group``'s step takes the fused path with ``update``.
+        """Whether ``group``'s step takes the fused path with ``updates`` (its passes).
 
         ``fused=True`` always (a ValueError when the parameters cannot be fused), ``False``
         never; ``None`` (the default) when ``foreach`` is None too and the fused path pays:
         supported parameters holding at least ``_fused.AUTO_MIN_NUMEL`` elements (see
         :func:`optiwise.optim._fused.use_fused`).
         """
-        return _fused.use_fused(group.get("fused"), group.get("foreach"), params, update)
+        return _fused.use_fused(group.get("fused"), group.get("foreach"), params, *updates)
 
     def _fused_step(
         self,
@@ -117,6 +118,7 @@ class OptiwiseOptimizer(Optimizer):
         grads: list[Tensor],
         states: Sequence[list[Tensor]],
         keys: Sequence[str],
+        cache_key: Any = None,
         **hparams: Any,
     ) -> None:
         """Run ``update`` on ``group``'s tensors through the compiled path.
@@ -125,9 +127,9 @@ class OptiwiseOptimizer(Optimizer):
         for the other paths); small tensors' state is moved into flat buffers and
         ``self.state`` re-pointed at views of them. ``hparams`` are the update's keyword
         arguments: numbers become 0-dim tensors (changing them never recompiles), booleans
-        specialize the compiled graph.
+        specialize the compiled graph. ``cache_key`` names the cache entry (the group's id by
+        default): a step that splits a group into subsets gives each subset its own key.
         """
-        cache: _fused.FusedCache = self.__dict__.setdefault("_fused_cache", {})
         _fused.fused_step(
             update,
             params,
@@ -135,11 +137,42 @@ class OptiwiseOptimizer(Optimizer):
             states,
             keys,
             optimizer_state=self.state,
-            cache=cache,
-            group_id=id(group),
+            cache=self._fused_caches(),
+            group_id=id(group) if cache_key is None else cache_key,
             strict=bool(group.get("fused")),
             hparams=hparams,
         )
+
+    def _fused_passes(
+        self,
+        group: Mapping[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: Sequence[list[Tensor]],
+        keys: Sequence[str],
+        cache_key: Any = None,
+    ) -> _fused.FusedPasses:
+        """The compiled passes of a multi-pass update (LAMB, LARS) over ``group``'s tensors,
+        as a context manager (see :class:`optiwise.optim._fused.FusedPasses`)::
+
+            with self._fused_passes(group, params, grads, [exp_avgs], ["exp_avg"]) as passes:
+                sums = passes.run(norms_update, **hparams)
+                passes.run(apply_update, per_tensor={"ratio": ratio_of(sums)}, **hparams)
+        """
+        return _fused.FusedPasses(
+            params,
+            grads,
+            states,
+            keys,
+            optimizer_state=self.state,
+            cache=self._fused_caches(),
+            cache_key=id(group) if cache_key is None else cache_key,
+            strict=bool(group.get("fused")),
+        )
+
+    def _fused_caches(self) -> _fused.FusedCache:
+        cache: _fused.FusedCache = self.__dict__.setdefault("_fused_cache", {})
+        return cache
 
     @staticmethod
     def _fused_map(
@@ -149,9 +182,9 @@ class OptiwiseOptimizer(Optimizer):
         per_tensor: Mapping[str, list[Tensor]] | None = None,
         **hparams: Any,
     ) -> list[Tensor] | None:
-        """One pass of a multi-pass update (LAMB, LARS) through the compiled path, tensor by
-        tensor: ``per_tensor`` lists of 0-dim tensors (e.g. trust ratios) go in beside the
-        tensors, and the update's per-tensor outputs (e.g. squared norms) come back (see
+        """An update through the compiled path tensor by tensor, without flat buffers (for
+        large tensors, e.g. Lookahead's sync): ``per_tensor`` lists of 0-dim tensors go in
+        beside the tensors, and the update's per-tensor outputs come back (see
         :func:`optiwise.optim._fused.fused_map`)."""
         return _fused.fused_map(
             update,

@@ -48,9 +48,12 @@ How
   into it, so ``state_dict`` looks exactly as on the other paths), their parameters and
   gradients are gathered with one ``cat`` and the parameters copied back with one
   ``_foreach_copy_``. A model with 1000 small tensors costs one call, not 1000.
-- Updates that need a value per tensor between passes (LAMB's and LARS's trust ratios) use
-  :func:`fused_map`: no flat buffers, per-tensor 0-dim tensors in (computed on the device:
-  no sync) and per-tensor results out (e.g. squared norms from an Inductor reduction).
+- Updates that need a value per tensor between passes (LAMB's and LARS's trust ratios) run
+  in :class:`FusedPasses`: every tensor as rows of at most 4096 elements (small tensors in
+  one row buffer), sums per row out of one pass (squared norms, summed in vector registers
+  and added per tensor in float64), per-tensor values (computed on the device: no sync)
+  into the next. :func:`fused_map` updates large tensors one by one with per-tensor values
+  (Lookahead's sync).
 - Compiled graphs are kept in Inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``,
   ``/tmp/torchinductor_<user>`` by default), so the next process skips code generation and
   the C++ compiler; it still traces the update (a few seconds).
@@ -58,10 +61,11 @@ How
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import operator
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +77,9 @@ __all__ = [
     "AUTO_MIN_NUMEL",
     "CHUNK",
     "FLAT_NUMEL",
+    "ROW",
     "FusedCache",
+    "FusedPasses",
     "check_fused_args",
     "check_fused_params",
     "fused_map",
@@ -91,8 +97,16 @@ FLAT_NUMEL = 1 << 15
 AUTO_MIN_NUMEL = 1 << 20
 #: Flat buffers are padded to a multiple of this many elements (so never 0 or 1 long).
 _FLAT_ALIGN = 64
+#: Elements per row of the small tensors' buffers in multi-pass updates (:class:`FusedPasses`),
+#: and the shortest row a large tensor is split into.
+ROW = 256
+#: The longest row: Inductor sums at most 4096 fp32 elements in vector registers (longer
+#: sums take its slower cascade sum, and a graph is specialized on which of the two it is).
+_MAX_ROW = 4096
 #: Elements of the zero tensors a new graph is traced with (what Inductor sizes loops by).
 _PROBE_NUMEL = 1 << 12
+#: Rows of the zero buffers a new row graph is traced with.
+_PROBE_ROWS = 64
 #: Devices the fused path serves.
 _DEVICES = ("cpu", "cuda")
 
@@ -111,7 +125,7 @@ _COMPILED: dict[Update, Update] = {}
 _PROBED: dict[tuple[Any, ...], str | None] = {}
 # Updates that failed to compile somewhere; ``fused=None`` stops choosing them.
 _BROKEN: dict[Update, str] = {}
-# Zero tensors that pad the last chunk, per signature.
+# Zero tensors that pad the last chunk, per signature and shape.
 _PADDING: dict[tuple[Any, ...], list[list[Tensor]]] = {}
 
 
@@ -172,21 +186,21 @@ def check_fused_params(params: Sequence[Tensor]) -> None:
 
 
 def use_fused(
-    fused: bool | None, foreach: bool | None, params: Sequence[Tensor], update: Update
+    fused: bool | None, foreach: bool | None, params: Sequence[Tensor], *updates: Update
 ) -> bool:
     """The ``fused``/``foreach`` policy for one param group's step.
 
     ``fused=True``: always (after :func:`check_fused_params`); ``False``: never; ``None``:
     when ``foreach`` is None too, the parameters are supported, they hold at least
-    :data:`AUTO_MIN_NUMEL` elements, ``update`` has compiled where it was tried, and the step
-    is not itself being compiled.
+    :data:`AUTO_MIN_NUMEL` elements, each of ``updates`` (the passes of the step) has
+    compiled where it was tried, and the step is not itself being compiled.
     """
     if not params or fused is False:
         return False
     if fused:
         check_fused_params(params)
         return True
-    if foreach is not None or update in _BROKEN or torch.compiler.is_compiling():
+    if foreach is not None or any(u in _BROKEN for u in updates) or torch.compiler.is_compiling():
         return False
     return fused_supported(params) and sum(map(Tensor.numel, params)) >= AUTO_MIN_NUMEL
 
@@ -213,11 +227,31 @@ def _flat(like: list[Tensor], dtype: torch.dtype) -> tuple[Tensor, list[Tensor]]
     return buffer, list(torch._utils._unflatten_dense_tensors(buffer, like))
 
 
+def _row_counts(like: list[Tensor]) -> list[int]:
+    """Rows of ROW elements each of ``like`` takes in a row buffer."""
+    return [-(-t.numel() // ROW) for t in like]
+
+
+def _rows(like: list[Tensor], dtype: torch.dtype) -> tuple[Tensor, list[Tensor]]:
+    """A zero ``[rows, ROW]`` buffer in which each of ``like`` starts a row (its last row
+    padded with zeros; at least 2 rows), and views of it shaped like each of ``like``."""
+    counts = _row_counts(like)
+    buffer = torch.zeros(max(2, sum(counts)), ROW, dtype=dtype, device=like[0].device)
+    flat, views, start = buffer.view(-1), [], 0
+    for t, count in zip(like, counts, strict=True):
+        views.append(flat[start : start + t.numel()].view(t.shape))
+        start += count * ROW
+    return buffer, views
+
+
 @dataclass
 class _FlatSlot:
     """Small tensors of one group and signature: their state lives in flat buffers (the
     optimizer's state tensors are views of them), their parameters and gradients are
-    copied into flat buffers for each step."""
+    copied into flat buffers for each step. The buffers are 1-D (:func:`_flat`), or
+    ``[rows, ROW]`` with each tensor starting a row (:func:`_rows`, for multi-pass updates,
+    which sum per row); ``owner`` then holds the index (in ``params``) of each row's tensor.
+    """
 
     params: list[Tensor]
     state_views: list[list[Tensor]]  # per state key
@@ -226,6 +260,9 @@ class _FlatSlot:
     param_views: list[Tensor]
     grad_buffer: Tensor
     grad_views: list[Tensor]
+    owner: Tensor | None = None
+    # the owners as indices into the caller's list, for the last index list seen
+    _global: tuple[tuple[int, ...], Tensor] | None = None
 
     @classmethod
     def build(
@@ -235,23 +272,42 @@ class _FlatSlot:
         states: list[list[Tensor]],
         keys: Sequence[str],
         optimizer_state: Mapping[Tensor, dict[str, Any]],
+        rows: bool = False,
     ) -> _FlatSlot:
         """Copy the state of ``params`` into new flat buffers; point the optimizer at views."""
+        layout = _rows if rows else _flat
         state_views: list[list[Tensor]] = []
         state_buffers: list[Tensor] = []
         for key, state in zip(keys, states, strict=True):
-            buffer, views = _flat(state, state[0].dtype)
+            buffer, views = layout(state, state[0].dtype)
             torch._foreach_copy_(views, state)
             for p, view in zip(params, views, strict=True):
                 optimizer_state[p][key] = view
             state_views.append(views)
             state_buffers.append(buffer)
-        param_buffer, param_views = _flat(params, params[0].dtype)
-        grad_buffer, grad_views = _flat(grads, grads[0].dtype)
+        param_buffer, param_views = layout(params, params[0].dtype)
+        grad_buffer, grad_views = layout(grads, grads[0].dtype)
+        owner = None
+        if rows:
+            counts = _row_counts(params)
+            index = [i for i, count in enumerate(counts) for _ in range(count)]
+            # padding rows (a buffer has at least 2) belong to the first tensor: all zeros,
+            # they add nothing to its sums
+            index += [0] * (param_buffer.shape[0] - len(index))
+            owner = torch.tensor(index, dtype=torch.long, device=params[0].device)
         return cls(
             list(params), state_views, state_buffers, param_buffer, param_views, grad_buffer,
-            grad_views,
+            grad_views, owner,
         )  # fmt: skip
+
+    def owners(self, index: Sequence[int]) -> Tensor:
+        """Each row's tensor as an index into the list ``index`` maps this slot into."""
+        assert self.owner is not None
+        key = tuple(index)
+        if self._global is None or self._global[0] != key:
+            where = torch.tensor(key, dtype=torch.long, device=self.owner.device)
+            self._global = (key, where[self.owner])
+        return self._global[1]
 
     def matches(self, params: list[Tensor], states: list[list[Tensor]]) -> bool:
         """Same parameters, and every state tensor still the view made here (loading a
@@ -318,10 +374,12 @@ class _GroupCache:
 
     plan: _Plan | None = None
     slots: dict[tuple[Any, ...], _FlatSlot] = field(default_factory=dict)
+    # FusedPasses: the tensor index of each row of a large tensor, by (index, rows)
+    owners: dict[tuple[int, int], Tensor] = field(default_factory=dict)
 
 
-#: Per optimizer: the fused path's caches, by param group id.
-FusedCache = dict[int, _GroupCache]
+#: Per optimizer: the fused path's caches, by param group id (or a key of the caller's).
+FusedCache = dict[Any, _GroupCache]
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,12 +391,14 @@ def _signature(p: Tensor, g: Tensor, states: Sequence[Tensor]) -> tuple[Any, ...
     return (p.device, p.dtype, g.dtype, *(s.dtype for s in states))
 
 
-def _padding(signature: tuple[Any, ...], count: int) -> list[list[Tensor]]:
-    """``count`` sets of distinct 2-element zero tensors ``[param, grad, *states]``."""
-    pads = _PADDING.setdefault(signature, [])
+def _padding(signature: tuple[Any, ...], count: int, rows: bool = False) -> list[list[Tensor]]:
+    """``count`` sets of distinct zero tensors ``[param, grad, *states]``: 2 elements, or
+    ``[2, 2]`` rows."""
+    pads = _PADDING.setdefault((signature, rows), [])
     device, dtypes = signature[0], signature[1:]
+    shape = (2, 2) if rows else (2,)
     while len(pads) < count:
-        pads.append([torch.zeros(2, dtype=dtype, device=device) for dtype in dtypes])
+        pads.append([torch.zeros(shape, dtype=dtype, device=device) for dtype in dtypes])
     return pads[:count]
 
 
@@ -349,24 +409,27 @@ def _call_chunks(
     scalars: Mapping[str, Tensor],
     flags: Mapping[str, Any],
     per_tensor: Mapping[str, list[Tensor]] | None = None,
+    rows: bool = False,
 ) -> list[Tensor]:
-    """Call ``compiled`` on ``tensors`` (columns of flat tensors) in padded chunks, with
-    ``per_tensor`` lists chunked alike (padded with 0-dim zeros); the update's outputs for
+    """Call ``compiled`` on ``tensors`` (columns of flat tensors, or of ``[R, L]`` row
+    tensors) in chunks of CHUNK, the last one padded, with ``per_tensor`` lists chunked
+    alike (padded with zeros: 0-dim, or ``[2, 1]`` beside rows); the update's outputs for
     the real tensors, in order."""
     per_tensor = per_tensor or {}
     n = len(tensors[0])
     outputs: list[Tensor] = []
+    value_shape = (2, 1) if rows else ()
     for start in range(0, n, CHUNK):
-        chunk = [column[start : start + CHUNK] for column in tensors]
+        part = [column[start : start + CHUNK] for column in tensors]
         lists = {name: values[start : start + CHUNK] for name, values in per_tensor.items()}
-        real = len(chunk[0])
+        real = len(part[0])
         if real < CHUNK:
-            for pad in _padding(signature, CHUNK - real):
-                for column, t in zip(chunk, pad, strict=True):
+            for pad in _padding(signature, CHUNK - real, rows):
+                for column, t in zip(part, pad, strict=True):
                     column.append(t)
             for values in lists.values():
-                values += [values[0].new_zeros(()) for _ in range(CHUNK - real)]
-        result = compiled(*chunk, **lists, **scalars, **flags)
+                values += [values[0].new_zeros(value_shape) for _ in range(CHUNK - real)]
+        result = compiled(*part, **lists, **scalars, **flags)
         if result is not None:
             outputs.extend(list(result)[:real])
     return outputs
@@ -378,12 +441,15 @@ def _probe(
     scalars: Mapping[str, Tensor],
     flags: Mapping[str, Any],
     per_tensor: Mapping[str, list[Tensor]] | None = None,
+    rows: bool = False,
 ) -> str | None:
-    """Compile ``update`` for ``signature`` by running it on zeros; the error, if any."""
+    """Compile ``update`` for ``signature`` by running it on zeros (a chunk of 1-D tensors,
+    or of ``[rows, ROW]`` row tensors); the error, if any."""
     lists = {k: v[0] for k, v in (per_tensor or {}).items()}
     key = (
         update,
         signature,
+        rows,
         tuple(sorted(flags.items())),
         tuple(sorted((k, v.dtype, v.device) for k, v in lists.items())),
     )
@@ -391,13 +457,15 @@ def _probe(
         # Inductor decides from the sizes it traces with whether a loop runs on several
         # threads: trace with tensors large enough to get the parallel loops.
         device, dtypes = signature[0], signature[1:]
+        shape = (_PROBE_ROWS, ROW) if rows else (_PROBE_NUMEL,)
         columns = [
-            [torch.zeros(_PROBE_NUMEL, dtype=dtype, device=device) for _ in range(CHUNK)]
+            [torch.zeros(shape, dtype=dtype, device=device) for _ in range(CHUNK)]
             for dtype in dtypes
         ]
-        zeros = {k: [v.new_zeros(()) for _ in range(CHUNK)] for k, v in lists.items()}
+        value = (_PROBE_ROWS, 1) if rows else ()
+        zeros = {k: [v.new_zeros(value) for _ in range(CHUNK)] for k, v in lists.items()}
         try:
-            _call_chunks(_compiled(update), signature, columns, scalars, flags, zeros)
+            _call_chunks(_compiled(update), signature, columns, scalars, flags, zeros, rows)
         except Exception as err:  # any failure to compile means: do not use this path
             _PROBED[key] = f"{type(err).__name__}: {err}".splitlines()[0]
         else:
@@ -427,7 +495,7 @@ def fused_step(
     *,
     optimizer_state: Mapping[Tensor, dict[str, Any]],
     cache: FusedCache,
-    group_id: int,
+    group_id: Any,
     strict: bool,
     hparams: Mapping[str, Any],
 ) -> None:
@@ -444,7 +512,8 @@ def fused_step(
         The state keys in ``optimizer_state``, to re-point small tensors' state at views of
         their flat buffer.
     optimizer_state, cache, group_id:
-        ``optimizer.state``, the optimizer's fused-path cache and the param group's id.
+        ``optimizer.state``, the optimizer's fused-path cache and the key of the group's
+        entry in it (the group's id, or a key per subset when a step splits a group).
     strict:
         Raise a RuntimeError when the update cannot be compiled (``fused=True``); otherwise
         warn once and run it uncompiled.
@@ -459,13 +528,13 @@ def fused_step(
     group = cache.setdefault(group_id, _GroupCache())
     if group.plan is None or not group.plan.fits(params, grads, step.states):
         group.plan = _Plan.build(params, grads, step.states)
-    with _no_duck_sizing():
+    with _calling():
         error = step.probe(group.plan)
         if error is None:
             step.run(group, keys, optimizer_state)
             return
-    _unavailable(update, error, strict)
-    step.run_uncompiled(range(len(params)))
+        _unavailable(update, error, strict)
+        step.run_uncompiled(range(len(params)))
 
 
 def _unavailable(update: Update, error: str, strict: bool) -> None:
@@ -515,16 +584,19 @@ def fused_map(
     per_tensor: Mapping[str, list[Tensor]] | None = None,
 ) -> list[Tensor] | None:
     """Apply ``update`` through the compiled path tensor by tensor, without flat buffers:
-    for updates that take or give a value per tensor (LAMB's and LARS's trust ratios).
+    for updates that take or give a value per tensor, on tensors large enough that one call
+    per :data:`CHUNK` of them costs little (Lookahead's sync).
 
     Parameters
     ----------
     update:
         ``update(*columns, **per_tensor_lists, **scalars, **flags)``, returning None or a
-        list with one tensor (e.g. a 0-dim norm) per tensor of the columns. Sums should
-        accumulate in float64: Inductor compiles an fp32 sum differently (and guards on it)
-        depending on whether it has more than 4096 elements, which would compile a new graph
-        for each new pattern of sizes in a chunk.
+        list with one tensor (e.g. a 0-dim sum) per tensor of the columns. Compiled tensors
+        arrive as flat 1-D views; the rest (non-contiguous, or fewer than 2 elements) run
+        uncompiled as they are. An fp32 sum compiles to Inductor's cascade sum, guarded on
+        the tensor having more than 4096 elements: a tensor at or below 4096 elements would
+        compile a graph of its own (sum per row of at most 4096 elements instead, as
+        :class:`FusedPasses` does).
     tensors:
         Columns of tensors, each aligned with the first (the parameters); updated in place.
     strict, hparams:
@@ -565,7 +637,7 @@ def fused_map(
             if result is not None:
                 outputs.update(zip(index, result, strict=True))
 
-    with _no_duck_sizing():
+    with _calling():
         for signature in routes:
             error = _probe(update, signature, args.scalars(signature[1]), args.flags, lists)
             if error is not None:
@@ -587,8 +659,216 @@ def fused_map(
     return [outputs[i] for i in range(len(columns[0]))]
 
 
-def _no_duck_sizing() -> AbstractContextManager[None]:
-    return _fx_config.patch(use_duck_shape=False)  # type: ignore[attr-defined]
+@functools.lru_cache(maxsize=4096)
+def _row_length(numel: int) -> int | None:
+    """A row length ``L`` for viewing ``numel`` elements as ``[numel // L, L]``: a divisor in
+    ``[ROW, _MAX_ROW]``, a multiple of 16 (whole vectors) if there is one; None if none."""
+    for step in (16, 1):
+        for length in range(_MAX_ROW, ROW - 1, -1):
+            if length % step == 0 and numel % length == 0:
+                return length
+    return None
+
+
+@dataclass
+class _Rows:
+    """One entry of a multi-pass call: a tensor's ``[R, L]`` row views (one per column) and
+    the index of each row's tensor."""
+
+    columns: list[Tensor]
+    owners: Tensor
+
+
+class FusedPasses:
+    """The compiled passes of a multi-pass update (LAMB, LARS) over one param group.
+
+    An update whose passes need a value per tensor from the one before (a trust ratio from
+    norms) runs as ``passes.run(update, per_tensor=..., **hparams)`` calls between which the
+    caller computes those values on the device. Every tensor reaches the update as rows:
+
+    - a tensor of at least :data:`FLAT_NUMEL` elements as an ``[n / L, L]`` view, ``L`` a
+      divisor of ``n`` between :data:`ROW` and 4096 (without one, as rows of 2048 and a
+      tail that runs uncompiled);
+    - smaller tensors together, in ``[R, ROW]`` buffers in which each starts a row, their
+      state as views (so ``state_dict`` is unchanged), their parameters and gradients copied
+      in when the passes start and the parameters copied back when they finish (leaving the
+      ``with`` block).
+
+    The row views go to one compiled graph, :data:`CHUNK` at a time, so that one graph
+    serves every model. Non-contiguous tensors run uncompiled, on contiguous copies.
+
+    The update is ``update(params, grads, *states, **per_tensor, **scalars, **flags)`` over
+    lists of such row tensors (1-D for the uncompiled pieces); a per-tensor value arrives as
+    an ``[R, 1]`` column (0-dim for a 1-D piece), so ``value * tensor`` broadcasts. An update
+    may return, per tensor, sums over the last dimension (``.sum(-1)``, stacked on a new last
+    dimension for several), which :meth:`run` adds up per tensor: rows of at most 4096
+    elements make Inductor sum in vector registers, in fp32 (cast half-precision values to
+    fp32 before summing). All-zero inputs must give zero outputs (padding).
+
+    Parameters
+    ----------
+    params, grads, states, keys, optimizer_state, strict:
+        As for :func:`fused_step`.
+    cache, cache_key:
+        The optimizer's fused-path cache and the key of this group's entry.
+    """
+
+    def __init__(
+        self,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: Sequence[list[Tensor]],
+        keys: Sequence[str],
+        *,
+        optimizer_state: Mapping[Tensor, dict[str, Any]],
+        cache: FusedCache,
+        cache_key: Any,
+        strict: bool,
+    ) -> None:
+        self.params, self.grads = list(params), list(grads)
+        self.states = [list(s) for s in states]
+        self.strict = strict
+        self.device = self.params[0].device if self.params else None
+        self.slots: list[tuple[list[int], _FlatSlot]] = []
+        self.rows: dict[tuple[Any, ...], list[_Rows]] = {}
+        # tails and non-contiguous tensors, uncompiled: (tensor index, 1-D pieces, copied)
+        self.pieces: list[tuple[int, list[Tensor], bool]] = []
+        if not self.params:
+            return
+        group = cache.setdefault(cache_key, _GroupCache())
+        if group.plan is None or not group.plan.fits(self.params, self.grads, self.states):
+            group.plan = _Plan.build(self.params, self.grads, self.states)
+        plan = group.plan
+        columns = [self.params, self.grads, *self.states]
+        for signature, index in plan.small.items():
+            ps, gs = [self.params[i] for i in index], [self.grads[i] for i in index]
+            sts = [[s[i] for i in index] for s in self.states]
+            slot = group.slots.get(signature)
+            if slot is None or slot.owner is None or not slot.matches(ps, sts):
+                slot = _FlatSlot.build(ps, gs, sts, keys, optimizer_state, rows=True)
+                group.slots[signature] = slot
+            torch._foreach_copy_(slot.param_views, ps)
+            torch._foreach_copy_(slot.grad_views, gs)
+            self.slots.append((index, slot))
+            buffers = [slot.param_buffer, slot.grad_buffer, *slot.state_buffers]
+            self.rows.setdefault(signature, []).append(_Rows(buffers, slot.owners(index)))
+        for signature, index in plan.large.items():
+            for i in index:
+                n = self.params[i].numel()
+                length = _row_length(n) or _MAX_ROW // 2
+                count = n // length
+                owners = group.owners.get((i, count))
+                if owners is None:
+                    owners = torch.full((count,), i, dtype=torch.long, device=self.device)
+                    group.owners[i, count] = owners
+                # detached, so that every input has requires_grad=False (dynamo guards it)
+                if count * length == n:
+                    views = [c[i].detach().view(count, length) for c in columns]
+                else:
+                    flat = [c[i].detach().view(-1) for c in columns]
+                    views = [t[: count * length].view(count, length) for t in flat]
+                    self.pieces.append((i, [t[count * length :] for t in flat], False))
+                self.rows.setdefault(signature, []).append(_Rows(views, owners))
+        for i in plan.other:
+            self.pieces.append((i, [c[i].detach().contiguous().view(-1) for c in columns], True))
+
+    def __enter__(self) -> FusedPasses:
+        return self
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        if error is None:
+            self.finish()
+
+    def run(
+        self,
+        update: Update,
+        *,
+        per_tensor: Mapping[str, Tensor] | None = None,
+        **hparams: Any,
+    ) -> Tensor | None:
+        """One pass of ``update`` over every tensor.
+
+        Parameters
+        ----------
+        update:
+            See the class docstring.
+        per_tensor:
+            Tensors of shape ``[len(params)]`` on the parameters' device (e.g. trust ratios),
+            handed to ``update`` one value per tensor.
+        **hparams:
+            As for :func:`fused_step`: numbers become 0-dim tensors, flags stay.
+
+        Returns
+        -------
+        Tensor or None
+            ``[len(params), ...]``: the update's sums per tensor, in order.
+        """
+        if not self.params:
+            return None
+        args = _Args(hparams)
+        values = dict(per_tensor or {})
+        sums: list[tuple[Tensor, Tensor]] = []  # (tensor index per row, sums per row)
+        with _calling():
+            error = None
+            for signature in self.rows:
+                scalars = args.scalars(signature[1])
+                probe = {k: [v] for k, v in values.items()}
+                error = error or _probe(update, signature, scalars, args.flags, probe, True)
+            if error is not None:
+                _unavailable(update, error, self.strict)
+            call = update if error is not None else _compiled(update)
+            for signature, entries in self.rows.items():
+                width = len(entries[0].columns)
+                columns = [[e.columns[k] for e in entries] for k in range(width)]
+                # index_select of a [T, 1] view: new [R, 1] tensors, not views of one
+                picked = {
+                    k: [v.view(-1, 1).index_select(0, e.owners) for e in entries]
+                    for k, v in values.items()
+                }
+                result = _call_chunks(
+                    call, signature, columns, args.scalars(signature[1]), args.flags, picked,
+                    rows=True,
+                )  # fmt: skip
+                sums += zip((e.owners for e in entries), result, strict=False)
+            for i, pieces, _ in self.pieces:
+                result = update(
+                    *[[t] for t in pieces],
+                    **{k: [v[i]] for k, v in values.items()},
+                    **args.scalars(pieces[0].dtype),
+                    **args.flags,
+                )
+                if result is not None:
+                    sums.append((self._index(i), result[0].unsqueeze(0)))
+        if not sums:
+            return None
+        # rows are summed in fp32 (in vector registers); their sums are added in fp64
+        owners, rows = torch.cat([o for o, _ in sums]), torch.cat([r for _, r in sums]).double()
+        out = rows.new_zeros((len(self.params), *rows.shape[1:]))
+        return out.index_add_(0, owners, rows)
+
+    def _index(self, i: int) -> Tensor:
+        return torch.tensor([i], dtype=torch.long, device=self.device)
+
+    def finish(self) -> None:
+        """Copy the updated parameters (and non-contiguous tensors' state) back."""
+        for index, slot in self.slots:
+            torch._foreach_copy_([self.params[i] for i in index], slot.param_views)
+        for i, pieces, copied in self.pieces:
+            if copied:
+                for column, value in zip(
+                    [self.params, self.grads, *self.states], pieces, strict=True
+                ):
+                    if column is not self.grads:
+                        column[i].copy_(value.view(column[i].shape))
+        self.slots, self.pieces = [], []
+
+
+@contextlib.contextmanager
+def _calling() -> Iterator[None]:
+    """Around the calls of compiled updates: no autograd (one graph whether or not the
+    caller runs under ``no_grad``) and no duck sizing (see the module docstring)."""
+    with torch.no_grad(), _fx_config.patch(use_duck_shape=False):  # type: ignore[attr-defined]
+        yield
 
 
 class _Step:

@@ -9,18 +9,25 @@ from the param group; ``maximize`` means the gradients are negated before use.
 
 ``*_fused`` functions are the same updates written for the compiler (see ``_fused.py``):
 over lists of tensors, with every number that may change between steps given as a 0-dim
-tensor, precomputed on the host exactly as the per-tensor path computes it (e.g.
-``decay = 1 - lr * weight_decay``), and all-zero inputs mapped to zeros. They agree with the
-per-tensor functions to rounding (e.g. ``m + w (g - m)`` for ``lerp``, which Inductor would
-compile into a slower per-element choice of formula).
+tensor, precomputed on the host as the per-tensor path computes it (e.g.
+``decay = 1 - lr * weight_decay``), and all-zero inputs mapped to zeros. ``maximize`` enters
+as ``sign`` (-1 or 1, a number like the others), so that maximizing shares the compiled
+graph. They agree with the per-tensor functions to rounding: ``m + w (g - m)`` for
+``lerp`` (Inductor would compile a slower per-element choice of formula), and a division by
+a scalar (a bias correction) as a multiplication by its reciprocal (a division per element
+costs as much as the memory traffic of a compute-heavy update).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+# the dtype of trust ratios (and of the fused path's scalars) for tensors of a dtype
+from optiwise.optim._fused import _opmath as _ratio_dtype
 
 __all__ = [
     "QuantMap",
@@ -30,21 +37,28 @@ __all__ = [
     "adamw_single_tensor",
     "dequantize_blockwise",
     "dynamic_map",
+    "lamb_fused_apply",
+    "lamb_fused_norms",
     "lamb_multi_tensor",
     "lamb_single_tensor",
+    "lars_fused_apply",
+    "lars_fused_norms",
     "lars_multi_tensor",
     "lars_single_tensor",
     "lion8bit_single_tensor",
     "lion_fused",
     "lion_multi_tensor",
     "lion_single_tensor",
+    "lookahead_sync_fused",
     "lookahead_sync_multi_tensor",
     "lookahead_sync_single_tensor",
     "make_quant_map",
     "quant_map",
     "quantize_blockwise_",
+    "schedule_free_adamw_fused",
     "schedule_free_adamw_multi_tensor",
     "schedule_free_adamw_single_tensor",
+    "sophiag_fused",
     "sophiag_hessian_multi_tensor",
     "sophiag_hessian_single_tensor",
     "sophiag_multi_tensor",
@@ -208,12 +222,13 @@ def lion_fused(
     neg_lr: Tensor,
     weight1: Tensor,
     weight2: Tensor,
-    maximize: bool,
+    sign: Tensor,
 ) -> None:
     """:func:`lion_single_tensor` for the compiler: ``decay = 1 - lr wd``,
-    ``neg_lr = -lr``, ``weight1 = 1 - b1``, ``weight2 = 1 - b2``."""
+    ``neg_lr = -lr``, ``weight1 = 1 - b1``, ``weight2 = 1 - b2``, ``sign = -1`` to
+    maximize (else 1)."""
     for param, grad, m in zip(params, grads, exp_avgs, strict=True):
-        g = -grad if maximize else grad
+        g = grad * sign
         # lerp written out: Inductor's lerp picks its formula per element, twice as slow
         d = g - m
         param.mul_(decay).add_(torch.sign(m + weight1 * d) * neg_lr)
@@ -223,6 +238,19 @@ def lion_fused(
 # --------------------------------------------------------------------------------------------
 # LAMB (You et al. 2020)
 # --------------------------------------------------------------------------------------------
+
+
+def _norm(x: Tensor) -> Tensor:
+    """The 2-norm of ``x`` accumulated in float64, rounded once to fp32 (float64 for float64
+    ``x``): an fp32 sum drifts on large tensors (torch's fp32 norm of 24 M normal values
+    is off by about 1e-3 relative), and the fused path's norms are accurate to fp32."""
+    return torch.linalg.vector_norm(x, dtype=torch.float64).to(_ratio_dtype(x.dtype))
+
+
+def _norms(xs: Sequence[Tensor]) -> Tensor:
+    """:func:`_norm` of each of ``xs``, stacked."""
+    norms = torch._foreach_norm(list(xs), dtype=torch.float64)
+    return torch.stack(norms).to(_ratio_dtype(xs[0].dtype))
 
 
 def _lamb_trust_ratio(
@@ -282,8 +310,8 @@ def lamb_single_tensor(
         if adapt:
             update.mul_(
                 _lamb_trust_ratio(
-                    torch.linalg.vector_norm(param),
-                    torch.linalg.vector_norm(update),
+                    _norm(param),
+                    _norm(update),
                     max_weight_norm,
                     max_trust_ratio,
                 )
@@ -331,13 +359,83 @@ def lamb_multi_tensor(
         torch._foreach_add_(updates, params, alpha=weight_decay)
     if adapt:
         ratios = _lamb_trust_ratio(
-            torch.stack(torch._foreach_norm(params)),
-            torch.stack(torch._foreach_norm(updates)),
+            _norms(params),
+            _norms(updates),
             max_weight_norm,
             max_trust_ratio,
         )
         torch._foreach_mul_(updates, list(ratios.unbind()))
     torch._foreach_add_(params, updates, alpha=-lr)
+
+
+def _square_sum(x: Tensor) -> Tensor:
+    """Sum of squares over the last dimension, in fp32 for half-precision ``x``."""
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    return (x * x).sum(-1)
+
+
+def lamb_fused_norms(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    *,
+    weight1: Tensor,
+    beta2: Tensor,
+    weight2: Tensor,
+    inv_bias1: Tensor,
+    inv_bias2_sqrt: Tensor,
+    eps: Tensor,
+    weight_decay: Tensor,
+    sign: Tensor,
+) -> list[Tensor]:
+    """First pass of :func:`lamb_single_tensor` for :class:`~optiwise.optim._fused.FusedPasses`:
+    per row, ``[sum(u^2), sum(w^2)]`` with the step's update ``u``, computed from the new
+    moments without storing them (reads ``w, g, m, v``; :func:`lamb_fused_apply` stores
+    them). ``weight1 = 1 - b1``, ``weight2 = 1 - b2``, ``inv_bias1 = 1 / (1 - b1^t)``,
+    ``inv_bias2_sqrt = 1 / sqrt(1 - b2^t)`` (1 without bias correction), ``sign = -1`` to
+    maximize.
+
+    Storing the moments in this pass instead would save the second read of ``g`` (40 bytes
+    per fp32 parameter in all instead of 44), but Inductor keeps such stores and row sums
+    in separate loops, which costs more than it saves.
+    """
+    out = []
+    for param, grad, m, v in zip(params, grads, exp_avgs, exp_avg_sqs, strict=True):
+        g = grad * sign
+        m_new = m + weight1 * (g - m)
+        v_new = v * beta2 + weight2 * g * g
+        u = m_new * inv_bias1 / (v_new.sqrt() * inv_bias2_sqrt + eps) + weight_decay * param
+        out.append(torch.stack([_square_sum(u), _square_sum(param)], -1))
+    return out
+
+
+def lamb_fused_apply(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    *,
+    ratio: list[Tensor],
+    weight1: Tensor,
+    beta2: Tensor,
+    weight2: Tensor,
+    inv_bias1: Tensor,
+    inv_bias2_sqrt: Tensor,
+    eps: Tensor,
+    weight_decay: Tensor,
+    neg_lr: Tensor,
+    sign: Tensor,
+) -> None:
+    """Second pass: the new moments, stored, and ``w <- w - lr r u`` with the trust ratio
+    ``r`` per row."""
+    for param, grad, m, v, r in zip(params, grads, exp_avgs, exp_avg_sqs, ratio, strict=True):
+        g = grad * sign
+        m.add_(weight1 * (g - m))
+        v.mul_(beta2).add_(weight2 * g * g)
+        u = m * inv_bias1 / (v.sqrt() * inv_bias2_sqrt + eps) + weight_decay * param
+        param.add_(neg_lr * (u * r))
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,8 +478,8 @@ def lars_single_tensor(
         if adapt:
             update.mul_(
                 _lars_trust_ratio(
-                    torch.linalg.vector_norm(param),
-                    torch.linalg.vector_norm(g),
+                    _norm(param),
+                    _norm(g),
                     trust_coefficient,
                     weight_decay,
                     eps,
@@ -421,8 +519,8 @@ def lars_multi_tensor(
         updates = list(torch._foreach_add(gs, params, alpha=weight_decay))
     if adapt:
         ratios = _lars_trust_ratio(
-            torch.stack(torch._foreach_norm(params)),
-            torch.stack(torch._foreach_norm(gs)),
+            _norms(params),
+            _norms(gs),
             trust_coefficient,
             weight_decay,
             eps,
@@ -438,6 +536,48 @@ def lars_multi_tensor(
         torch._foreach_add_(params, updates, alpha=-lr)
     else:
         torch._foreach_sub_(params, momentum_buffers)
+
+
+def lars_fused_norms(
+    params: list[Tensor], grads: list[Tensor], *momentum_buffers: list[Tensor]
+) -> list[Tensor]:
+    """First pass of :func:`lars_single_tensor` for
+    :class:`~optiwise.optim._fused.FusedPasses`: ``[sum(w^2), sum(g^2)]`` per row; the
+    momentum buffers are not read. (``view_as`` tells the compiler that ``w`` and ``g`` have
+    one shape, so that it sums both in one loop, reading two streams at once.)"""
+    return [
+        torch.stack([_square_sum(p), _square_sum(g.view_as(p))], -1)
+        for p, g in zip(params, grads, strict=True)
+    ]
+
+
+def lars_fused_apply(
+    params: list[Tensor],
+    grads: list[Tensor],
+    *momentum_buffers: list[Tensor],
+    ratio: list[Tensor],
+    weight_decay: Tensor,
+    lr: Tensor,
+    neg_lr: Tensor,
+    momentum: Tensor,
+    neg_momentum: Tensor,
+    sign: Tensor,
+    nesterov: bool,
+) -> None:
+    """Second pass: ``u = r (g + wd w)`` with the trust ratio ``r`` per row (1
+    without adaptation), then the momentum step of :func:`lars_single_tensor` (a plain
+    ``w <- w - lr u`` without momentum buffers). ``sign = -1`` to maximize."""
+    for i, (param, grad, r) in enumerate(zip(params, grads, ratio, strict=True)):
+        u = (grad * sign + weight_decay * param) * r
+        if not momentum_buffers:
+            param.add_(neg_lr * u)
+            continue
+        buf = momentum_buffers[0][i]
+        buf.mul_(momentum).add_(lr * u)
+        if nesterov:
+            param.add_(neg_momentum * buf).add_(neg_lr * u)
+        else:
+            param.sub_(buf)
 
 
 # --------------------------------------------------------------------------------------------
@@ -499,6 +639,28 @@ def sophiag_multi_tensor(
     torch._foreach_clamp_min_(ratios, -1.0)
     torch._foreach_clamp_max_(ratios, 1.0)
     torch._foreach_add_(params, ratios, alpha=-lr)
+
+
+def sophiag_fused(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    hessians: list[Tensor],
+    *,
+    decay: Tensor,
+    weight1: Tensor,
+    rho: Tensor,
+    eps: Tensor,
+    neg_lr: Tensor,
+    sign: Tensor,
+) -> None:
+    """:func:`sophiag_single_tensor` for the compiler: ``decay = 1 - lr wd``,
+    ``weight1 = 1 - b1``, ``neg_lr = -lr``, ``sign = -1`` to maximize (else 1)."""
+    for param, grad, m, h in zip(params, grads, exp_avgs, hessians, strict=True):
+        g = grad * sign
+        m.add_(weight1 * (g - m))
+        ratio = torch.clamp(m / torch.clamp(h * rho, min=eps), -1.0, 1.0)
+        param.mul_(decay).add_(ratio * neg_lr)
 
 
 def sophiag_hessian_single_tensor(
@@ -610,6 +772,34 @@ def schedule_free_adamw_multi_tensor(
     torch._foreach_sub_(zs, us, alpha=lr)
 
 
+def schedule_free_adamw_fused(
+    params: list[Tensor],
+    grads: list[Tensor],
+    zs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    *,
+    beta2: Tensor,
+    weight2: Tensor,
+    inv_bias_correction2: Tensor,
+    eps: Tensor,
+    weight_decay: Tensor,
+    ckp1: Tensor,
+    y_step: Tensor,
+    neg_lr: Tensor,
+    sign: Tensor,
+) -> None:
+    """:func:`schedule_free_adamw_single_tensor` for the compiler: ``weight2 = 1 - b2``,
+    ``inv_bias_correction2 = 1 / bias_correction2``, ``y_step = lr (b1 (1 - c) - 1)``,
+    ``neg_lr = -lr``, ``sign = -1`` to maximize (else 1)."""
+    for y, grad, z, v in zip(params, grads, zs, exp_avg_sqs, strict=True):
+        g = grad * sign
+        v.mul_(beta2).add_(weight2 * g * g)
+        u = g / ((v * inv_bias_correction2).sqrt() + eps) + weight_decay * y
+        y_new = y + ckp1 * (z - y) + y_step * u
+        z.add_(neg_lr * u)
+        y.copy_(y_new)
+
+
 # --------------------------------------------------------------------------------------------
 # Lookahead (Zhang et al. 2019)
 # --------------------------------------------------------------------------------------------
@@ -633,6 +823,16 @@ def lookahead_sync_multi_tensor(
         return
     torch._foreach_lerp_(slow_params, params, alpha)
     torch._foreach_copy_(params, slow_params)
+
+
+def lookahead_sync_fused(params: list[Tensor], slow_params: list[Tensor], *, alpha: Tensor) -> None:
+    """:func:`lookahead_sync_single_tensor` for the compiler, one pass per tensor (reads
+    both, writes both); ``lerp``'s two formulas, chosen by ``alpha`` as torch does."""
+    for param, slow in zip(params, slow_params, strict=True):
+        d = param - slow
+        new = torch.where(alpha < 0.5, slow + alpha * d, param - d * (1 - alpha))
+        slow.copy_(new)
+        param.copy_(new)
 
 
 # --------------------------------------------------------------------------------------------

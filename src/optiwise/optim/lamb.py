@@ -6,12 +6,27 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
+from torch import Tensor
 
 from optiwise.optim._base import OptiwiseOptimizer, StateKind
-from optiwise.optim._kernels import lamb_multi_tensor, lamb_single_tensor
+from optiwise.optim._fused import check_fused_args
+from optiwise.optim._kernels import (
+    _bias_corrections,
+    _lamb_trust_ratio,
+    _ratio_dtype,
+    lamb_fused_apply,
+    lamb_fused_norms,
+    lamb_multi_tensor,
+    lamb_single_tensor,
+)
 from optiwise.optim._validation import check_positive, validate_hparams
 
 __all__ = ["LAMB"]
+
+_NEEDS_EPS = (
+    "fused=True needs eps > 0 (the fused step pads tensors with zeros, whose update "
+    "0 / (0 + eps) must be 0): set eps > 0 or fused=False"
+)
 
 
 class LAMB(OptiwiseOptimizer):
@@ -68,7 +83,14 @@ class LAMB(OptiwiseOptimizer):
     maximize:
         Maximize the objective (the gradient is negated).
     foreach:
-        Use the multi-tensor path; ``None`` picks it on CUDA only.
+        Use the multi-tensor path (``_foreach`` ops).
+    fused:
+        Use the compiled path (see "Fused optimizer steps" in the README): two passes over
+        memory, the first updating the moments and summing ``u^2`` and ``w^2`` per tensor,
+        the second applying ``lr r u`` with the trust ratio computed on the device in
+        between. Needs ``eps > 0``. ``None`` (with ``foreach=None``) picks it on CPU and CUDA
+        for groups of at least 2^20 elements and ``eps > 0``, else the multi-tensor path on
+        CUDA and the per-tensor path on CPU.
 
     State
     -----
@@ -96,9 +118,13 @@ class LAMB(OptiwiseOptimizer):
         exclude_no_decay: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         check_positive("learning rate", lr)
         validate_hparams({"betas": betas, "eps": eps, "weight_decay": weight_decay})
+        check_fused_args(fused, foreach)
+        if fused and eps == 0:
+            raise ValueError(_NEEDS_EPS)
         if max_weight_norm is not None:
             check_positive("max_weight_norm", max_weight_norm)
         if max_trust_ratio is not None:
@@ -114,6 +140,7 @@ class LAMB(OptiwiseOptimizer):
             exclude_no_decay=exclude_no_decay,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
         super().__init__(params, defaults)
 
@@ -123,15 +150,23 @@ class LAMB(OptiwiseOptimizer):
         loss = self._run_closure(closure)
         for group in self.param_groups:
             params, grads = self._params_with_grads(group)
-            steps = []
+            counters = []
             for p in params:
                 state = self.state[p]
                 if "step" not in state:
                     state["step"] = torch.tensor(0.0)
-                state["step"] += 1
-                steps.append(int(state["step"].item()))
+                counters.append(state["step"])
+            # one call for all counters (a model may have a thousand tensors)
+            steps = []
+            if counters:
+                torch._foreach_add_(counters, 1.0)
+                steps = [int(t) for t in torch.stack([c.cpu() for c in counters]).tolist()]
             exp_avgs = self._state_buffers(params, "exp_avg")
             exp_avg_sqs = self._state_buffers(params, "exp_avg_sq")
+            fused = self._use_fused(group, params, lamb_fused_norms, lamb_fused_apply)
+            if fused and self._fusable(group):
+                self._fused_lamb(group, params, grads, exp_avgs, exp_avg_sqs, steps)
+                continue
             fn = (
                 lamb_multi_tensor
                 if self._use_foreach(group["foreach"], params)
@@ -150,9 +185,71 @@ class LAMB(OptiwiseOptimizer):
                 eps=group["eps"],
                 weight_decay=group["weight_decay"],
                 bias_correction=group["bias_correction"],
-                adapt=not (group["exclude_no_decay"] and group["weight_decay"] == 0),
+                adapt=self._adapts(group),
                 max_weight_norm=group["max_weight_norm"],
                 max_trust_ratio=group["max_trust_ratio"],
                 maximize=group["maximize"],
             )
         return loss
+
+    @staticmethod
+    def _adapts(group: Mapping[str, Any]) -> bool:
+        return not (group["exclude_no_decay"] and group["weight_decay"] == 0)
+
+    @staticmethod
+    def _fusable(group: Mapping[str, Any]) -> bool:
+        """eps > 0: the fused passes pad tensors with zeros, whose update must be 0."""
+        if group["eps"] > 0:
+            return True
+        if group.get("fused"):
+            raise ValueError(_NEEDS_EPS)
+        return False
+
+    def _fused_lamb(
+        self,
+        group: Mapping[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        exp_avgs: list[Tensor],
+        exp_avg_sqs: list[Tensor],
+        steps: list[int],
+    ) -> None:
+        """The two compiled passes, per subset of tensors at the same step count."""
+        beta1, beta2 = group["betas"]
+        buckets: dict[int, list[int]] = {}
+        for i, step in enumerate(steps):
+            buckets.setdefault(step, []).append(i)
+        for step, idx in buckets.items():
+            every = len(idx) == len(params)
+            ps = params if every else [params[i] for i in idx]
+            bias1, bias2_sqrt = 1.0, 1.0
+            if group["bias_correction"]:
+                bias1, bias2_sqrt = _bias_corrections(beta1, beta2, step)
+            hparams = dict(
+                weight1=1 - beta1, beta2=beta2, weight2=1 - beta2, inv_bias1=1 / bias1,
+                inv_bias2_sqrt=1 / bias2_sqrt, eps=group["eps"],
+                weight_decay=group["weight_decay"], sign=-1.0 if group["maximize"] else 1.0,
+            )  # fmt: skip
+            with self._fused_passes(
+                group, ps, grads if every else [grads[i] for i in idx],
+                [exp_avgs if every else [exp_avgs[i] for i in idx],
+                 exp_avg_sqs if every else [exp_avg_sqs[i] for i in idx]],
+                ["exp_avg", "exp_avg_sq"],
+                # tensors that started later step apart, each subset with its cache
+                cache_key=None if every else (id(group), idx[0], len(idx)),
+            ) as passes:  # fmt: skip
+                sums = passes.run(lamb_fused_norms, **hparams)
+                assert sums is not None
+                if self._adapts(group):
+                    # fp64 sums: their square roots rounded once, as vector_norm's
+                    norms = sums.sqrt().to(_ratio_dtype(params[0].dtype))
+                    ratio = _lamb_trust_ratio(
+                        norms[:, 1], norms[:, 0], group["max_weight_norm"],
+                        group["max_trust_ratio"],
+                    )  # fmt: skip
+                else:
+                    ratio = torch.ones_like(sums[:, 0], dtype=_ratio_dtype(params[0].dtype))
+                passes.run(
+                    lamb_fused_apply, per_tensor={"ratio": ratio}, neg_lr=-group["lr"],
+                    **hparams,
+                )  # fmt: skip

@@ -6,9 +6,18 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
+from torch import Tensor
 
 from optiwise.optim._base import OptiwiseOptimizer, StateKind
-from optiwise.optim._kernels import lars_multi_tensor, lars_single_tensor
+from optiwise.optim._fused import check_fused_args
+from optiwise.optim._kernels import (
+    _lars_trust_ratio,
+    _ratio_dtype,
+    lars_fused_apply,
+    lars_fused_norms,
+    lars_multi_tensor,
+    lars_single_tensor,
+)
 from optiwise.optim._validation import check_positive, validate_hparams
 
 __all__ = ["LARS"]
@@ -64,7 +73,14 @@ class LARS(OptiwiseOptimizer):
     maximize:
         Maximize the objective (the gradient is negated).
     foreach:
-        Use the multi-tensor path; ``None`` picks it on CUDA only.
+        Use the multi-tensor path (``_foreach`` ops).
+    fused:
+        Use the compiled path (see "Fused optimizer steps" in the README): one pass over
+        memory sums ``w^2`` and ``g^2`` per tensor, the trust ratios are computed on the
+        device, a second pass applies the step (groups without adaptation skip the
+        first). ``None`` (with ``foreach=None``) picks it on CPU and CUDA for groups of at
+        least 2^20 elements, else the multi-tensor path on CUDA and the per-tensor path on
+        CPU.
 
     State
     -----
@@ -87,9 +103,11 @@ class LARS(OptiwiseOptimizer):
         exclude_no_decay: bool = True,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         check_positive("learning rate", lr)
         validate_hparams({"momentum": momentum, "weight_decay": weight_decay, "eps": eps})
+        check_fused_args(fused, foreach)
         check_positive("trust_coefficient", trust_coefficient)
         if nesterov and momentum == 0:
             raise ValueError(
@@ -105,6 +123,7 @@ class LARS(OptiwiseOptimizer):
             exclude_no_decay=exclude_no_decay,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
         super().__init__(params, defaults)
 
@@ -117,6 +136,10 @@ class LARS(OptiwiseOptimizer):
             bufs = None
             if group["momentum"] != 0:
                 bufs = self._state_buffers(params, "momentum_buffer")
+            adapt = not (group["exclude_no_decay"] and group["weight_decay"] == 0)
+            if self._use_fused(group, params, lars_fused_norms, lars_fused_apply):
+                self._fused_lars(group, params, grads, bufs, adapt)
+                continue
             fn = (
                 lars_multi_tensor
                 if self._use_foreach(group["foreach"], params)
@@ -132,7 +155,37 @@ class LARS(OptiwiseOptimizer):
                 trust_coefficient=group["trust_coefficient"],
                 eps=group["eps"],
                 nesterov=group["nesterov"],
-                adapt=not (group["exclude_no_decay"] and group["weight_decay"] == 0),
+                adapt=adapt,
                 maximize=group["maximize"],
             )
         return loss
+
+    def _fused_lars(
+        self,
+        group: Mapping[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        bufs: list[Tensor] | None,
+        adapt: bool,
+    ) -> None:
+        """The compiled passes: the norms (when adapting), then the step."""
+        states, keys = ([bufs], ["momentum_buffer"]) if bufs is not None else ([], [])
+        lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
+        with self._fused_passes(group, params, grads, states, keys) as passes:
+            if adapt:
+                sums = passes.run(lars_fused_norms)
+                assert sums is not None
+                # fp64 sums: their square roots rounded once, as torch.linalg.vector_norm's
+                norms = sums.sqrt().to(_ratio_dtype(params[0].dtype))
+                ratio = _lars_trust_ratio(
+                    norms[:, 0], norms[:, 1], group["trust_coefficient"], wd, group["eps"]
+                )
+            else:
+                ratio = torch.ones(
+                    len(params), dtype=_ratio_dtype(params[0].dtype), device=params[0].device
+                )
+            passes.run(
+                lars_fused_apply, per_tensor={"ratio": ratio}, weight_decay=wd, lr=lr,
+                neg_lr=-lr, momentum=momentum, neg_momentum=-momentum,
+                sign=-1.0 if group["maximize"] else 1.0, nesterov=group["nesterov"],
+            )  # fmt: skip

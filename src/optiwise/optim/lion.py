@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 import torch
 
 from optiwise.optim._base import OptiwiseOptimizer, StateKind
-from optiwise.optim._kernels import lion_multi_tensor, lion_single_tensor
+from optiwise.optim._fused import check_fused_args
+from optiwise.optim._kernels import lion_fused, lion_multi_tensor, lion_single_tensor
 from optiwise.optim._validation import check_positive, validate_hparams
 
 __all__ = ["Lion"]
@@ -41,11 +42,17 @@ class Lion(OptiwiseOptimizer):
     maximize:
         Maximize the objective (the gradient is negated).
     foreach:
-        Use the multi-tensor path; ``None`` picks it on CUDA only.
+        Use the multi-tensor path (``_foreach`` ops).
+    fused:
+        Use the compiled one-pass path (see "Fused optimizer steps" in the README). With
+        ``fused=None`` and ``foreach=None`` (the defaults) the step picks, per param group,
+        the fused path on CPU and CUDA for groups of at least 2^20 elements, else the
+        multi-tensor path on CUDA and the per-tensor path on CPU.
 
     State
     -----
-    ``exp_avg``: the momentum ``m``, shaped like the parameter.
+    ``exp_avg``: the momentum ``m``, shaped like the parameter (on the fused path, a view
+    into one buffer per group for tensors below 32768 elements).
     """
 
     state_keys: ClassVar[Mapping[str, StateKind]] = {"exp_avg": "param"}
@@ -59,15 +66,18 @@ class Lion(OptiwiseOptimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         check_positive("learning rate", lr)
         validate_hparams({"betas": betas, "weight_decay": weight_decay})
+        check_fused_args(fused, foreach)
         defaults = dict(
             lr=lr,
             betas=tuple(betas),
             weight_decay=weight_decay,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
         super().__init__(params, defaults)
 
@@ -78,20 +88,22 @@ class Lion(OptiwiseOptimizer):
         for group in self.param_groups:
             params, grads = self._params_with_grads(group)
             exp_avgs = self._state_buffers(params, "exp_avg")
+            lr, wd = group["lr"], group["weight_decay"]
+            beta1, beta2 = group["betas"]
+            if self._use_fused(group, params, lion_fused):
+                self._fused_step(
+                    lion_fused, group, params, grads, [exp_avgs], ["exp_avg"],
+                    decay=1 - lr * wd, neg_lr=-lr, weight1=1 - beta1, weight2=1 - beta2,
+                    sign=-1.0 if group["maximize"] else 1.0,
+                )  # fmt: skip
+                continue
             fn = (
                 lion_multi_tensor
                 if self._use_foreach(group["foreach"], params)
                 else lion_single_tensor
             )
-            beta1, beta2 = group["betas"]
             fn(
-                params,
-                grads,
-                exp_avgs,
-                lr=group["lr"],
-                beta1=beta1,
-                beta2=beta2,
-                weight_decay=group["weight_decay"],
+                params, grads, exp_avgs, lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd,
                 maximize=group["maximize"],
-            )
+            )  # fmt: skip
         return loss

@@ -9,7 +9,9 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from optiwise.optim._base import OptiwiseOptimizer, StateKind
+from optiwise.optim._fused import check_fused_args
 from optiwise.optim._kernels import (
+    schedule_free_adamw_fused,
     schedule_free_adamw_multi_tensor,
     schedule_free_adamw_single_tensor,
 )
@@ -87,7 +89,11 @@ class ScheduleFreeAdamW(OptiwiseOptimizer):
     maximize:
         Maximize the objective.
     foreach:
-        Use the multi-tensor path (``None``: on CUDA only).
+        Use the multi-tensor path (``_foreach`` ops).
+    fused:
+        Use the compiled one-pass path (see "Fused optimizer steps" in the README).
+        ``None`` (with ``foreach=None``) picks it on CPU and CUDA for groups of at least
+        2^20 elements, else the multi-tensor path on CUDA and the per-tensor path on CPU.
 
     State
     -----
@@ -118,8 +124,10 @@ class ScheduleFreeAdamW(OptiwiseOptimizer):
         bias_correction: BiasCorrection = "denominator",
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         validate_hparams({"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+        check_fused_args(fused, foreach)
         check_range("beta parameter at index 0", betas[0], 0.0, 1.0, low_open=True)
         if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
             raise ValueError(f"Invalid warmup_steps: {warmup_steps!r} (must be an int >= 0)")
@@ -141,6 +149,7 @@ class ScheduleFreeAdamW(OptiwiseOptimizer):
             bias_correction=bias_correction,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
             train_mode=True,
         )
         super().__init__(params, defaults)
@@ -238,13 +247,28 @@ class ScheduleFreeAdamW(OptiwiseOptimizer):
                     state["weight_sum"] = 0.0
                     state["lr_max"] = -1.0
                 buckets.setdefault(self._advance(state, group), []).append(i)
-            use_foreach = self._use_foreach(group["foreach"], params)
+            beta1, beta2 = group["betas"]
+            if self._use_fused(group, params, schedule_free_adamw_fused):
+                for (lr, ckp1, bc2), idx in buckets.items():
+                    ps = [params[i] for i in idx]
+                    self._fused_step(
+                        schedule_free_adamw_fused, group, ps, [grads[i] for i in idx],
+                        [[self.state[p]["z"] for p in ps],
+                         [self.state[p]["exp_avg_sq"] for p in ps]],
+                        ["z", "exp_avg_sq"],
+                        # parameters that started later step apart, each subset with its cache
+                        cache_key=None if len(buckets) == 1 else (id(group), idx[0], len(idx)),
+                        beta2=beta2, weight2=1 - beta2, inv_bias_correction2=1 / bc2,
+                        eps=group["eps"], weight_decay=group["weight_decay"], ckp1=ckp1,
+                        y_step=lr * (beta1 * (1 - ckp1) - 1), neg_lr=-lr,
+                        sign=-1.0 if group["maximize"] else 1.0,
+                    )  # fmt: skip
+                continue
             fn = (
                 schedule_free_adamw_multi_tensor
-                if use_foreach
+                if self._use_foreach(group["foreach"], params)
                 else schedule_free_adamw_single_tensor
             )
-            beta1, beta2 = group["betas"]
             for (lr, ckp1, bc2), idx in buckets.items():
                 ps = [params[i] for i in idx]
                 fn(

@@ -24,7 +24,9 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from optiwise.optim._base import OptiwiseOptimizer, StateKind
+from optiwise.optim._fused import check_fused_args
 from optiwise.optim._kernels import (
+    sophiag_fused,
     sophiag_hessian_multi_tensor,
     sophiag_hessian_single_tensor,
     sophiag_multi_tensor,
@@ -234,7 +236,12 @@ class SophiaG(OptiwiseOptimizer):
         Maximize the objective (the gradient is negated; the Hessian estimate is used
         as given).
     foreach:
-        Use the multi-tensor path (``None``: on CUDA only).
+        Use the multi-tensor path (``_foreach`` ops).
+    fused:
+        Use the compiled one-pass path for :meth:`step` (see "Fused optimizer steps" in the
+        README; ``update_hessian`` stays eager: it runs every ``k`` steps). ``None`` (with
+        ``foreach=None``) picks it on CPU and CUDA for groups of at least 2^20 elements,
+        else the multi-tensor path on CUDA and the per-tensor path on CPU.
 
     State
     -----
@@ -259,10 +266,12 @@ class SophiaG(OptiwiseOptimizer):
         eps: float = 1e-15,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         validate_hparams({"lr": lr, "betas": betas, "weight_decay": weight_decay})
         check_positive("rho", rho)
         check_positive("epsilon value", eps)
+        check_fused_args(fused, foreach)
         defaults = dict(
             lr=lr,
             betas=tuple(betas),
@@ -271,6 +280,7 @@ class SophiaG(OptiwiseOptimizer):
             eps=eps,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
         super().__init__(params, defaults)
 
@@ -295,6 +305,15 @@ class SophiaG(OptiwiseOptimizer):
                 state["step"] += 1
                 exp_avgs.append(state["exp_avg"])
                 hessians.append(state["hessian"])
+            lr = float(group["lr"])
+            if self._use_fused(group, params, sophiag_fused):
+                self._fused_step(
+                    sophiag_fused, group, params, grads, [exp_avgs, hessians],
+                    ["exp_avg", "hessian"], decay=1 - lr * group["weight_decay"],
+                    weight1=1 - group["betas"][0], rho=group["rho"], eps=group["eps"],
+                    neg_lr=-lr, sign=-1.0 if group["maximize"] else 1.0,
+                )  # fmt: skip
+                continue
             fn = (
                 sophiag_multi_tensor
                 if self._use_foreach(group["foreach"], params)
@@ -305,7 +324,7 @@ class SophiaG(OptiwiseOptimizer):
                 grads,
                 exp_avgs,
                 hessians,
-                lr=float(group["lr"]),
+                lr=lr,
                 beta1=group["betas"][0],
                 rho=group["rho"],
                 eps=group["eps"],
