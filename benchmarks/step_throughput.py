@@ -11,12 +11,14 @@ state), relative to torch's ``AdamW(fused=True)`` timed in the same run, round b
     lars                  28   p, g, momentum read; p, momentum written; plus the norms' pass
     sophiag               24   p, g, m, h read; p, m written
     schedule_free_adamw   28   p (y), g, z, v read; p, z, v written
-    adamw8bit, lion8bit   judged by time and state memory, not bytes
+    adamw8bit, lion8bit   judged by time and state memory, not bytes (both per round,
+                          relative to torch's fused AdamW: t/ref and state/ref)
 
 Contenders: torch's fused AdamW (the reference), optiwise's optimizers on each of their
 paths (``fused``, ``foreach``, per-tensor ``single``) when they are registered, optiwise's
 update kernels driven directly (``kernel:*``), and the published implementations
-(lion-pytorch, pytorch_optimizer, schedulefree: ``make throughput`` installs them). Every
+(lion-pytorch, pytorch_optimizer, schedulefree: ``make throughput`` installs them; and
+bitsandbytes' CPU 8-bit AdamW and Lion, from the dev extra). Every
 contender steps the same parameters and gradients; each round steps every contender once,
 in a rotating order, and the ratios are taken per round (the median is reported) so that
 other processes on a shared machine slow both sides of a ratio alike.
@@ -30,6 +32,7 @@ Usage::
     python benchmarks/step_throughput.py                      # everything
     python benchmarks/step_throughput.py --quick              # lion on the large fp32 shape
     python benchmarks/step_throughput.py --optimizers lion,adamw --shapes small --dtypes bf16
+    python benchmarks/step_throughput.py --optimizers adamw8bit,lion8bit --dtypes fp32
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from optiwise.optim._kernels import (
     lion_multi_tensor,
     lion_single_tensor,
 )
+from optiwise.optim.memory import state_bytes
 
 #: Minimal bytes per parameter each algorithm must move (fp32); None: judged by time.
 BYTES: dict[str, int | None] = {
@@ -302,6 +306,17 @@ def published_contenders(algorithms: Iterable[str]) -> tuple[list[Contender], li
                       lambda ps: _Train(po.ScheduleFreeAdamW(ps, **hp["schedule_free_adamw"]))),
         ]  # fmt: skip
     try:
+        import bitsandbytes as bnb
+    except ImportError:
+        notes.append("bitsandbytes not installed (the dev extra installs it)")
+    else:
+        out += [
+            Contender("adamw8bit (bitsandbytes)", "adamw8bit", "bitsandbytes",
+                      lambda ps: bnb.optim.AdamW8bit(ps, **hp["adamw8bit"])),
+            Contender("lion8bit (bitsandbytes)", "lion8bit", "bitsandbytes",
+                      lambda ps: bnb.optim.Lion8bit(ps, **hp["lion8bit"])),
+        ]  # fmt: skip
+    try:
         import schedulefree
     except ImportError:
         notes.append("schedulefree not installed (make throughput installs it)")
@@ -341,25 +356,13 @@ class Timing:
     error: str | None = None
 
 
-def state_bytes(optimizer: Any) -> int:
-    """Bytes of tensors in the optimizer's state (each storage region once)."""
-    state = getattr(optimizer, "state", None)
-    if state is None:
-        state = getattr(getattr(optimizer, "opt", None), "state", {})
-    seen, total = set(), 0
-    stack: list[Any] = list(state.values())
-    while stack:
-        value = stack.pop()
-        if isinstance(value, Tensor):
-            key = (value.data_ptr(), value.numel(), value.dtype)
-            if key not in seen:
-                seen.add(key)
-                total += value.numel() * value.element_size()
-        elif isinstance(value, dict):
-            stack.extend(value.values())
-        elif isinstance(value, (list, tuple)):
-            stack.extend(value)
-    return total
+def state_size(contender: Any) -> int | None:
+    """Bytes of the contender's optimizer state (``optiwise.optim.memory.state_bytes``);
+    None for the update kernels driven directly."""
+    optimizer = getattr(contender, "opt", contender)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        return None
+    return state_bytes(optimizer).total
 
 
 def measure(
@@ -393,6 +396,7 @@ def summarize(
     """Per contender: times, ns/param, GB/s and ratios to the reference, paired by round."""
     ref = next(t for t in timings if t.contender.name == REFERENCE)
     ref_bytes = 28 * scale
+    ref_state = state_size(ref.optimizer)
     rows = []
     for t in timings:
         c = t.contender
@@ -404,14 +408,19 @@ def summarize(
         bytes_pp = BYTES[c.algorithm]
         t_min, t_med = min(t.times), statistics.median(t.times)
         per_round = [a / b for a, b in zip(t.times, ref.times, strict=True)]
+        state = state_size(t.optimizer)
         row.update(
             first_step_s=t.first_step_s,
             min_ms=t_min * 1e3,
             median_ms=t_med * 1e3,
             ns_per_param_min=t_min / numel * 1e9,
             ns_per_param_median=t_med / numel * 1e9,
+            # per round, so that load from other processes slows both sides alike
             time_ratio_vs_ref=statistics.median(per_round),
-            state_bytes=state_bytes(t.optimizer),
+            time_ratio_vs_ref_spread=(min(per_round), max(per_round)),
+            time_ratio_vs_ref_of_min=t_min / min(ref.times),
+            state_bytes=state,
+            state_ratio_vs_ref=state / ref_state if state is not None and ref_state else None,
         )
         if bytes_pp is not None:
             nbytes = bytes_pp * scale
@@ -445,9 +454,12 @@ def summarize(
 
 
 def table(rows: list[dict[str, Any]]) -> str:
+    """One line per contender; ``t/ref`` is the median of the per-round time ratios to
+    torch's fused AdamW, with their range over the rounds."""
     head = (
         f"{'contender':42} {'first s':>7} {'min ms':>8} {'med ms':>8} {'ns/par':>7} "
-        f"{'GB/s':>6} {'bw/ref':>6} {'t/ref':>6} {'state MB':>8}  vs optiwise"
+        f"{'GB/s':>6} {'bw/ref':>6} {'t/ref (range)':>18} {'state MB':>8} {'st/ref':>6}"
+        "  vs optiwise"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -457,17 +469,20 @@ def table(rows: list[dict[str, Any]]) -> str:
         bw = f"{r['bw_ratio_vs_ref']:6.2f}" if "bw_ratio_vs_ref" in r else f"{'-':>6}"
         gbps = f"{r['gb_per_s']:6.1f}" if "gb_per_s" in r else f"{'-':>6}"
         vs = f"{r['optiwise_speedup']:.2f}x slower" if "optiwise_speedup" in r else ""
+        low, high = r["time_ratio_vs_ref_spread"]
+        ratio = f"{r['time_ratio_vs_ref']:.2f} ({low:.2f}-{high:.2f})"
+        mb = f"{r['state_bytes'] / 2**20:8.1f}" if r["state_bytes"] is not None else f"{'-':>8}"
+        st = f"{r['state_ratio_vs_ref']:6.3f}" if r["state_ratio_vs_ref"] is not None else "     -"
         lines.append(
             f"{r['name']:42} {r['first_step_s']:7.2f} {r['min_ms']:8.2f} {r['median_ms']:8.2f} "
-            f"{r['ns_per_param_min']:7.3f} {gbps} {bw} {r['time_ratio_vs_ref']:6.2f} "
-            f"{r['state_bytes'] / 2**20:8.1f}  {vs}"
+            f"{r['ns_per_param_min']:7.3f} {gbps} {bw} {ratio:>18} {mb} {st}  {vs}"
         )
     return "\n".join(lines)
 
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "torch": torch.__version__}
-    for dist in ("optiwise", "lion-pytorch", "pytorch_optimizer", "schedulefree"):
+    for dist in ("optiwise", "lion-pytorch", "pytorch_optimizer", "schedulefree", "bitsandbytes"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
     return out

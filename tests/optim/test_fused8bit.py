@@ -21,13 +21,13 @@ from optiwise.optim._kernels import (
     _LUT_SHIFT,
     _codes,
     _scalars,
+    adamw8bit_hparams,
     adamw8bit_single_tensor,
-    adamw_fused_hparams,
     adamw_single_tensor,
     dequantize_blockwise,
+    lion8bit_hparams,
     lion8bit_single_tensor,
     lion_fused,
-    lion_fused_hparams,
     make_quant_map,
     packed_codes,
     packed_lut,
@@ -173,7 +173,7 @@ def test_fused_adamw8bit_is_the_per_tensor_path_bit_for_bit(block_size: int) -> 
         _native.adamw_step(
             fused.params, grads, fused.m, fused.v, maximize=maximize, block_size=block_size,
             exp_avg_absmax=fused.m_absmax, exp_avg_sq_absmax=fused.v_absmax,
-            hparams=adamw_fused_hparams(**hp, step=t),
+            hparams=adamw8bit_hparams(**hp, step=t),
         )  # fmt: skip
         adamw8bit_single_tensor(
             ref.params, grads, ref.m, ref.m_absmax, ref.v, ref.v_absmax, [t] * len(SHAPES),
@@ -192,7 +192,7 @@ def test_fused_lion8bit_is_the_per_tensor_path_bit_for_bit(block_size: int) -> N
         hp = dict(lr=1e-3 * (1 + t % 3), beta1=0.9, beta2=0.99, weight_decay=0.1)
         maximize = t % 3 == 0
         _native.lion_step(
-            fused.params, grads, fused.m, hparams=lion_fused_hparams(**hp), maximize=maximize,
+            fused.params, grads, fused.m, hparams=lion8bit_hparams(**hp), maximize=maximize,
             block_size=block_size, exp_avg_absmax=fused.m_absmax,
         )  # fmt: skip
         lion8bit_single_tensor(
@@ -218,9 +218,9 @@ def test_fp32_state_kernels_follow_the_fp32_optimizers() -> None:
         hp = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.05)
         adamw_single_tensor(ref, grads, rm, rv, [t] * len(ref), **hp, maximize=False)
         _native.adamw_step(
-            fused, grads, fm, fv, hparams=adamw_fused_hparams(**hp, step=t), maximize=False
+            fused, grads, fm, fv, hparams=adamw8bit_hparams(**hp, step=t), maximize=False
         )
-        lh = lion_fused_hparams(lr=1e-3, beta1=0.9, beta2=0.99, weight_decay=0.1)
+        lh = lion8bit_hparams(lr=1e-3, beta1=0.9, beta2=0.99, weight_decay=0.1)
         _native.lion_step(lion, grads, lm, hparams=lh, maximize=True)
         lion_fused(lion_ref, grads, lrm, **_scalars(lh, torch.float32), maximize=True)
     assert_rel_close(fused, ref)
@@ -243,29 +243,66 @@ def test_bf16_parameters_are_updated_in_fp32_and_rounded_once() -> None:
         _native.adamw_step(
             fused.params, grads, fused.m, fused.v, maximize=False, block_size=256,
             exp_avg_absmax=fused.m_absmax, exp_avg_sq_absmax=fused.v_absmax,
-            hparams=adamw_fused_hparams(**hp, step=t),
+            hparams=adamw8bit_hparams(**hp, step=t),
         )  # fmt: skip
         adamw8bit_single_tensor(
             ref.params, grads, ref.m, ref.m_absmax, ref.v, ref.v_absmax, [t] * len(SHAPES),
             **hp, maximize=False, block_size=256,
         )  # fmt: skip
         assert_identical(fused.tensors()[1:], ref.tensors()[1:])
-        s = _scalars(adamw_fused_hparams(**hp, step=t), torch.float32)
+        s = _scalars(adamw8bit_hparams(**hp, step=t), torch.float32)
         for p, w, gr, mi, vi in zip(fused.params, start, grads, m, v, strict=True):
             mi = mi + s["weight1"] * (gr.float() - mi)
             vi = vi * s["beta2"] + s["weight2"] * gr.float() * gr.float()
             w = w * s["decay"] + s["neg_step_size"] * mi / (
-                vi.double().sqrt().float() / s["bias2_sqrt"] + s["eps"]
+                vi.double().sqrt().float() * s["inv_bias2_sqrt"] + s["eps"]
             )
             assert p.dtype == torch.bfloat16 and torch.equal(p, w.bfloat16())
         ref.params = [p.clone() for p in fused.params]
 
 
 @native
+def test_the_portable_build_is_bit_for_bit_too(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Built for the baseline instruction set (no -march=native: no AVX-512 gathers, the
+    plain loops everywhere), the kernel gives the same bits."""
+    monkeypatch.setenv("OPTIWISE_CACHE_DIR", str(tmp_path))
+    fresh_module_state(monkeypatch)
+    monkeypatch.setattr(_native, "_EXTRA_FLAGS", ([],))
+    fused, ref = Stream(64), Stream(64)
+    lion, lion_ref = Stream(64), Stream(64)
+    for t in range(1, 21):
+        grads = fused.grads(t)
+        hp = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1)
+        _native.adamw_step(
+            fused.params, grads, fused.m, fused.v, maximize=t % 2 == 0, block_size=64,
+            exp_avg_absmax=fused.m_absmax, exp_avg_sq_absmax=fused.v_absmax,
+            hparams=adamw8bit_hparams(**hp, step=t),
+        )  # fmt: skip
+        adamw8bit_single_tensor(
+            ref.params, grads, ref.m, ref.m_absmax, ref.v, ref.v_absmax, [t] * len(SHAPES),
+            **hp, maximize=t % 2 == 0, block_size=64,
+        )  # fmt: skip
+        lh = dict(lr=1e-3, beta1=0.9, beta2=0.99, weight_decay=0.1)
+        _native.lion_step(
+            lion.params, grads, lion.m, hparams=lion8bit_hparams(**lh), maximize=False,
+            block_size=64, exp_avg_absmax=lion.m_absmax,
+        )  # fmt: skip
+        lion8bit_single_tensor(
+            lion_ref.params, grads, lion_ref.m, lion_ref.m_absmax, **lh, maximize=False,
+            block_size=64,
+        )  # fmt: skip
+    assert _native.stats["loads"] and list((tmp_path / "native").glob("*.so"))
+    assert_identical(fused.tensors(), ref.tensors())
+    assert_identical(lion.tensors()[:2], lion_ref.tensors()[:2])
+
+
+@native
 def test_the_kernel_refuses_state_that_does_not_fit() -> None:
     p, g = [torch.zeros(300)], [torch.zeros(300)]
     codes = [torch.zeros(300, dtype=torch.int8)], [torch.zeros(300, dtype=torch.uint8)]
-    hp = adamw_fused_hparams(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0, step=1)
+    hp = adamw8bit_hparams(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0, step=1)
     with pytest.raises(ValueError, match="state does not fit"):  # 2 blocks of 256, not 1
         _native.adamw_step(
             p, g, *codes, hparams=hp, maximize=False, block_size=256,
@@ -274,7 +311,7 @@ def test_the_kernel_refuses_state_that_does_not_fit() -> None:
     with pytest.raises(ValueError, match="state does not fit"):  # fp32 state of 299 elements
         _native.adamw_step(p, g, [torch.zeros(299)], [torch.zeros(300)], hparams=hp, maximize=False)
     with pytest.raises(ValueError, match="state does not fit"):  # 8-bit codes as fp32 state
-        _native.lion_step(p, g, codes[0], hparams=lion_fused_hparams(lr=1, beta1=0.9, beta2=0.9,
+        _native.lion_step(p, g, codes[0], hparams=lion8bit_hparams(lr=1, beta1=0.9, beta2=0.9,
                           weight_decay=0), maximize=False)  # fmt: skip
 
 
@@ -294,7 +331,7 @@ def test_results_do_not_depend_on_the_thread_count() -> None:
                 grads = [torch.randn(100_000, generator=torch.Generator().manual_seed(t))]
                 _native.adamw_step(
                     [*s.params, *big], [*s.grads(t), *grads], [*s.m, *m], [*s.v, *v],
-                    hparams=adamw_fused_hparams(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8,
+                    hparams=adamw8bit_hparams(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8,
                                                 weight_decay=0.0, step=t),
                     maximize=False, block_size=64, exp_avg_absmax=[*s.m_absmax, *ma],
                     exp_avg_sq_absmax=[*s.v_absmax, *va],

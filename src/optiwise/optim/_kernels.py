@@ -25,9 +25,9 @@ from torch import Tensor
 __all__ = [
     "PackedMaps",
     "QuantMap",
+    "adamw8bit_hparams",
     "adamw8bit_single_tensor",
     "adamw_fused",
-    "adamw_fused_hparams",
     "adamw_multi_tensor",
     "adamw_single_tensor",
     "dequantize_blockwise",
@@ -36,9 +36,9 @@ __all__ = [
     "lamb_single_tensor",
     "lars_multi_tensor",
     "lars_single_tensor",
+    "lion8bit_hparams",
     "lion8bit_single_tensor",
     "lion_fused",
-    "lion_fused_hparams",
     "lion_multi_tensor",
     "lion_single_tensor",
     "lookahead_sync_multi_tensor",
@@ -977,30 +977,31 @@ def packed_maps(device: torch.device) -> PackedMaps:
     return maps
 
 
-# The 8-bit updates are those of adamw_fused and lion_fused on the dequantized moments: plain
-# fp32 operations in a fixed order, with no fused multiply-add, so that the fused 8-bit steps
-# reproduce them bit for bit. These give their hyperparameters, computed on the host.
+# The 8-bit updates are AdamW's and Lion's as adamw_fused and lion_fused write them (plain fp32
+# operations in a fixed order, no fused multiply-add; AdamW multiplies by 1 / sqrt(1 - b2^t)
+# instead of dividing by its inverse), on the dequantized moments, so that the fused 8-bit
+# steps reproduce them bit for bit. These give their hyperparameters, computed on the host.
 
 
-def adamw_fused_hparams(
+def adamw8bit_hparams(
     *, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, step: int
 ) -> dict[str, float]:
-    """The numeric arguments of :func:`adamw_fused` for step ``step`` (counted from 1)."""
+    """The numbers of the 8-bit AdamW update for step ``step`` (counted from 1)."""
     return {
         "decay": 1 - lr * weight_decay,
         "weight1": 1 - beta1,
         "beta2": beta2,
         "weight2": 1 - beta2,
-        "bias2_sqrt": (1 - beta2**step) ** 0.5,
+        "inv_bias2_sqrt": 1 / (1 - beta2**step) ** 0.5,
         "eps": eps,
         "neg_step_size": -lr / (1 - beta1**step),
     }
 
 
-def lion_fused_hparams(
+def lion8bit_hparams(
     *, lr: float, beta1: float, beta2: float, weight_decay: float
 ) -> dict[str, float]:
-    """The numeric arguments of :func:`lion_fused`."""
+    """The numbers of the 8-bit Lion update (the keyword arguments of :func:`lion_fused`)."""
     return {
         "decay": 1 - lr * weight_decay,
         "neg_lr": -lr,
@@ -1013,19 +1014,23 @@ def _sqrt_rn(x: Tensor) -> Tensor:
     """The square root rounded to nearest, as IEEE 754 defines it (and the fused 8-bit step
     computes it): torch's CPU float32 sqrt (MKL's vector sqrt) is one unit in the last place
     off for about 0.6% of inputs; through float64 the result is exact (the float64 root lies
-    far closer to the true root than any float32 rounding boundary)."""
-    return x.double().sqrt_().to(x.dtype) if x.dtype == torch.float32 else x.sqrt()
+    far closer to the true root than any float32 rounding boundary). CUDA's float32 sqrt is
+    correctly rounded already."""
+    if x.dtype == torch.float32 and x.device.type == "cpu":
+        return x.double().sqrt_().to(torch.float32)
+    return x.sqrt()
 
 
 def _adamw_dequantized_(
     param: Tensor, grad: Tensor, m: Tensor, v: Tensor, s: dict[str, Tensor], maximize: bool
 ) -> None:
-    """:func:`adamw_fused` on one tensor, uncompiled, with a correctly rounded square root."""
+    """The 8-bit AdamW update of one tensor on its dequantized moments: :func:`adamw_fused`'s
+    operations with ``sqrt(v) * inv_bias2_sqrt`` and a correctly rounded square root."""
     g = -grad if maximize else grad
     param.mul_(s["decay"])
     m.add_(s["weight1"] * (g - m))
     v.mul_(s["beta2"]).add_(s["weight2"] * g * g)
-    param.add_(s["neg_step_size"] * m / (_sqrt_rn(v) / s["bias2_sqrt"] + s["eps"]))
+    param.add_(s["neg_step_size"] * m / (_sqrt_rn(v) * s["inv_bias2_sqrt"] + s["eps"]))
 
 
 def _scalars(hparams: dict[str, float], dtype: torch.dtype) -> dict[str, Tensor]:
@@ -1053,14 +1058,14 @@ def adamw8bit_single_tensor(
     block_size: int,
 ) -> None:
     """One AdamW step per tensor on block-wise 8-bit moments: dequantize the moments to fp32,
-    update as :func:`adamw_fused` (uncompiled, with a correctly rounded square root),
+    update as :func:`adamw_fused` (uncompiled; see :func:`adamw8bit_hparams`),
     requantize (signed dynamic map for ``m``, unsigned with ``keep_nonzero`` for ``v``). One
     tensor's fp32 moments exist at a time."""
     for i, param in enumerate(params):
         signed, unsigned = quant_map(True, param.device), quant_map(False, param.device)
         m = dequantize_blockwise(exp_avg_codes[i], exp_avg_absmax[i], signed, block_size)
         v = dequantize_blockwise(exp_avg_sq_codes[i], exp_avg_sq_absmax[i], unsigned, block_size)
-        hp = adamw_fused_hparams(
+        hp = adamw8bit_hparams(
             lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, step=steps[i]
         )
         _adamw_dequantized_(
@@ -1087,7 +1092,7 @@ def lion8bit_single_tensor(
 ) -> None:
     """One Lion step per tensor on a block-wise 8-bit momentum (signed dynamic map):
     dequantize, update with :func:`lion_fused` (uncompiled), requantize."""
-    hp = lion_fused_hparams(lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay)
+    hp = lion8bit_hparams(lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay)
     for i, param in enumerate(params):
         signed = quant_map(True, param.device)
         m = dequantize_blockwise(exp_avg_codes[i], exp_avg_absmax[i], signed, block_size)

@@ -10,13 +10,14 @@
 // of one block (L1-resident), take each moment's new absmax, requantize into the codes.
 //
 // Exactness: every float operation is the one the per-tensor path of
-// optiwise/optim/_kernels.py performs (adamw_fused / lion_fused on the dequantized
-// moments), in the same order, each rounded to fp32; the file is compiled with
-// -ffp-contract=off and without -ffast-math, so no multiply-add is contracted and nothing is
-// reassociated. The requantization looks up the packed table built by
-// optiwise.optim._kernels.packed_lut, which reproduces the reference quantizer's codes for
-// every float. With fp32 parameters both paths therefore give bit-identical parameters,
-// codes and absmax (bf16 parameters: the update is computed in fp32 and rounded once).
+// optiwise/optim/_kernels.py performs (_adamw_dequantized_ and lion_fused on the dequantized
+// moments, with the numbers of adamw8bit_hparams / lion8bit_hparams), in the same order,
+// each rounded to fp32; the file is compiled with -ffp-contract=off and without -ffast-math,
+// so no multiply-add is contracted and nothing is reassociated. Blocks are normalized as in
+// _kernels._normalizers, and requantized through the packed table of
+// _kernels.packed_lut, which reproduces the reference quantizer's codes for every float.
+// With fp32 parameters both paths therefore give bit-identical parameters, codes and
+// absmax (bf16 parameters: the update is computed in fp32 and rounded once).
 
 #include <cmath>
 #include <cstdint>
@@ -25,6 +26,14 @@
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+#endif
+
+// The block functions stay out of line: inlined into the OpenMP loop body, the same
+// instructions ran 25% slower (measured with g++ 12 on Sapphire Rapids).
+#if defined(__GNUC__)
+#define OPTIWISE_NOINLINE __attribute__((noinline))
+#else
+#define OPTIWISE_NOINLINE
 #endif
 
 namespace {
@@ -70,9 +79,9 @@ struct BF16 {
 // --------------------------------------------------------------------------------------------
 
 struct AdamW {
-  float decay, weight1, beta2, weight2, bias2_sqrt, eps, neg_step_size;
+  float decay, weight1, beta2, weight2, inv_bias2_sqrt, eps, neg_step_size;
   explicit AdamW(const float* h)
-      : decay(h[0]), weight1(h[1]), beta2(h[2]), weight2(h[3]), bias2_sqrt(h[4]), eps(h[5]),
+      : decay(h[0]), weight1(h[1]), beta2(h[2]), weight2(h[3]), inv_bias2_sqrt(h[4]), eps(h[5]),
         neg_step_size(h[6]) {}
 };
 
@@ -170,7 +179,7 @@ void adamw_elements(typename P::T* __restrict__ p, const typename G::T* __restri
     const float w = P::load(p[i]) * h.decay;
     const float mi = m[i] + h.weight1 * (gi - m[i]);
     const float vi = v[i] * h.beta2 + h.weight2 * gi * gi;
-    p[i] = P::store(w + h.neg_step_size * mi / (std::sqrt(vi) / h.bias2_sqrt + h.eps));
+    p[i] = P::store(w + h.neg_step_size * mi / (std::sqrt(vi) * h.inv_bias2_sqrt + h.eps));
     m[i] = mi;
     v[i] = vi;
     if (Track) {
@@ -202,6 +211,133 @@ void lion_elements(typename P::T* __restrict__ p, const typename G::T* __restric
     }
   }
   if (Track) *m_absmax = float_of(m_top);
+}
+
+// --------------------------------------------------------------------------------------------
+// One block of 8-bit state: dequantize, update, new absmax (the requantization follows)
+// --------------------------------------------------------------------------------------------
+
+// The larger of two absmax values, compared as bits (so that a NaN wins, as above).
+inline float larger(float a, float b) { return bits_of(a) >= bits_of(b) ? a : b; }
+
+#if defined(__AVX512F__)
+// 16 elements of a parameter or gradient as fp32, and back.
+inline __m512 load16(const float* x) { return _mm512_loadu_ps(x); }
+inline __m512 load16(const uint16_t* x) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+inline void store16(float* x, __m512 v) { _mm512_storeu_ps(x, v); }
+inline void store16(uint16_t* x, __m512 v) {  // BF16::store on 16 lanes
+  const __m512i b = _mm512_castps_si512(v);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+  const __m512i rounded =
+      _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))), 16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(
+      _mm512_and_si512(b, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
+  const __m512i out = _mm512_mask_blend_epi32(nan, rounded, _mm512_set1_epi32(0x7FC0));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(x), _mm512_cvtepi32_epi16(out));
+}
+inline __m512 negate_if(bool yes, __m512 x) {
+  return yes ? _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(x),
+                                                    _mm512_set1_epi32(INT32_MIN)))
+             : x;
+}
+inline __m512i abs_bits(__m512 x) {
+  return _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7FFFFFFF));
+}
+inline __m512 dequantize16(const int8_t* c, const float* values, __m512 scale) {
+  const __m512i k = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)));
+  return _mm512_mul_ps(_mm512_i32gather_ps(k, values, 4), scale);
+}
+inline __m512 dequantize16(const uint8_t* c, const float* values, __m512 scale) {
+  const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)));
+  return _mm512_mul_ps(_mm512_i32gather_ps(k, values, 4), scale);
+}
+#endif
+
+// AdamW on one block: the same operations as dequantize + adamw_elements, 16 lanes at a time
+// without the scratch round trip; the remainder (and non-AVX-512 builds) through those.
+template <class P, class G, bool Maximize>
+OPTIWISE_NOINLINE void adamw_block(typename P::T* __restrict__ p, const typename G::T* __restrict__ g,
+                 const int8_t* __restrict__ mc, const uint8_t* __restrict__ vc,
+                 float* __restrict__ m, float* __restrict__ v, int64_t n, const Maps& maps,
+                 const AdamW h, float* m_absmax, float* v_absmax) {
+  int64_t i = 0;
+  float m_top = 0.0f, v_top = 0.0f;
+#if defined(__AVX512F__)
+  const __m512 am = _mm512_set1_ps(*m_absmax), av = _mm512_set1_ps(*v_absmax);
+  const __m512 decay = _mm512_set1_ps(h.decay), weight1 = _mm512_set1_ps(h.weight1);
+  const __m512 beta2 = _mm512_set1_ps(h.beta2), weight2 = _mm512_set1_ps(h.weight2);
+  const __m512 inv_bias2 = _mm512_set1_ps(h.inv_bias2_sqrt), eps = _mm512_set1_ps(h.eps);
+  const __m512 neg_step = _mm512_set1_ps(h.neg_step_size);
+  __m512i tm = _mm512_setzero_si512(), tv = _mm512_setzero_si512();
+  for (; i + 16 <= n; i += 16) {
+    const __m512 gi = negate_if(Maximize, load16(g + i));
+    const __m512 m0 = dequantize16(mc + i, maps.signed_values + 128, am);
+    const __m512 v0 = dequantize16(vc + i, maps.unsigned_values, av);
+    const __m512 w = _mm512_mul_ps(load16(p + i), decay);
+    const __m512 mi = _mm512_add_ps(m0, _mm512_mul_ps(weight1, _mm512_sub_ps(gi, m0)));
+    const __m512 vi =
+        _mm512_add_ps(_mm512_mul_ps(v0, beta2), _mm512_mul_ps(_mm512_mul_ps(weight2, gi), gi));
+    const __m512 denom = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(vi), inv_bias2), eps);
+    store16(p + i, _mm512_add_ps(w, _mm512_div_ps(_mm512_mul_ps(neg_step, mi), denom)));
+    _mm512_storeu_ps(m + i, mi);
+    _mm512_storeu_ps(v + i, vi);
+    tm = _mm512_max_epu32(tm, abs_bits(mi));
+    tv = _mm512_max_epu32(tv, abs_bits(vi));
+  }
+  m_top = float_of(_mm512_reduce_max_epu32(tm));
+  v_top = float_of(_mm512_reduce_max_epu32(tv));
+#endif
+  if (i < n) {
+    float m_rest, v_rest;
+    dequantize(m + i, mc + i, n - i, maps.signed_values + 128, *m_absmax);
+    dequantize(v + i, vc + i, n - i, maps.unsigned_values, *v_absmax);
+    adamw_elements<P, G, Maximize, true>(p + i, g + i, m + i, v + i, n - i, h, &m_rest, &v_rest);
+    m_top = larger(m_top, m_rest);
+    v_top = larger(v_top, v_rest);
+  }
+  *m_absmax = m_top;
+  *v_absmax = v_top;
+}
+
+// Lion on one block, likewise (dequantize + lion_elements).
+template <class P, class G, bool Maximize>
+OPTIWISE_NOINLINE void lion_block(typename P::T* __restrict__ p, const typename G::T* __restrict__ g,
+                const int8_t* __restrict__ mc, float* __restrict__ m, int64_t n,
+                const Maps& maps, const Lion h, float* m_absmax) {
+  int64_t i = 0;
+  float m_top = 0.0f;
+#if defined(__AVX512F__)
+  const __m512 am = _mm512_set1_ps(*m_absmax), decay = _mm512_set1_ps(h.decay);
+  const __m512 neg_lr = _mm512_set1_ps(h.neg_lr), weight1 = _mm512_set1_ps(h.weight1);
+  const __m512 weight2 = _mm512_set1_ps(h.weight2), zero = _mm512_setzero_ps();
+  const __m512 one = _mm512_set1_ps(1.0f), minus_one = _mm512_set1_ps(-1.0f);
+  __m512i tm = _mm512_setzero_si512();
+  for (; i + 16 <= n; i += 16) {
+    const __m512 gi = negate_if(Maximize, load16(g + i));
+    const __m512 m0 = dequantize16(mc + i, maps.signed_values + 128, am);
+    const __m512 d = _mm512_sub_ps(gi, m0);
+    const __m512 w = _mm512_mul_ps(load16(p + i), decay);
+    const __m512 c = _mm512_add_ps(m0, _mm512_mul_ps(weight1, d));
+    const __m512 sign = _mm512_mask_blend_ps(
+        _mm512_cmp_ps_mask(c, zero, _CMP_GT_OQ),
+        _mm512_mask_blend_ps(_mm512_cmp_ps_mask(c, zero, _CMP_LT_OQ), zero, minus_one), one);
+    store16(p + i, _mm512_add_ps(w, _mm512_mul_ps(sign, neg_lr)));
+    const __m512 mi = _mm512_add_ps(m0, _mm512_mul_ps(weight2, d));
+    _mm512_storeu_ps(m + i, mi);
+    tm = _mm512_max_epu32(tm, abs_bits(mi));
+  }
+  m_top = float_of(_mm512_reduce_max_epu32(tm));
+#endif
+  if (i < n) {
+    float m_rest;
+    dequantize(m + i, mc + i, n - i, maps.signed_values + 128, *m_absmax);
+    lion_elements<P, G, Maximize, true>(p + i, g + i, m + i, n - i, h, &m_rest);
+    m_top = larger(m_top, m_rest);
+  }
+  *m_absmax = m_top;
 }
 
 // --------------------------------------------------------------------------------------------
@@ -265,19 +401,18 @@ void run_item(const Lists& l, const Item& it, int64_t block, const float* hp, co
   float* ma = static_cast<float*>(l.first_absmax[it.tensor]);
   float* m = scratch;
   float* v = scratch + block;
-  // per block: dequantize into the scratch moments, update them as fp32 state, requantize
+  // per block: dequantize, update into the scratch moments (new absmax), requantize
   for (int64_t a = it.start; a < it.stop; a += block) {
     const int64_t n = it.stop - a < block ? it.stop - a : block;
     const int64_t b = a / block;
-    dequantize(m, mc + a, n, maps.signed_values + 128, ma[b]);
     if (K == kAdamW) {
       uint8_t* vc = static_cast<uint8_t*>(l.second[it.tensor]);
       float* va = static_cast<float*>(l.second_absmax[it.tensor]);
-      dequantize(v, vc + a, n, maps.unsigned_values, va[b]);
-      adamw_elements<P, G, Maximize, true>(p + a, g + a, m, v, n, AdamW(hp), ma + b, va + b);
+      adamw_block<P, G, Maximize>(p + a, g + a, mc + a, vc + a, m, v, n, maps, AdamW(hp),
+                                  ma + b, va + b);
       requantize(v, n, va[b], maps.unsigned_lut, 0, vc + a);
     } else {
-      lion_elements<P, G, Maximize, true>(p + a, g + a, m, n, Lion(hp), ma + b);
+      lion_block<P, G, Maximize>(p + a, g + a, mc + a, m, n, maps, Lion(hp), ma + b);
     }
     requantize(m, n, ma[b], maps.signed_lut, 128, mc + a);
   }

@@ -69,8 +69,8 @@ __all__ = [
 
 #: Version of the C entry points this module calls (``optiwise_native_abi``).
 ABI = 1
-#: The numbers each kernel takes, in order (the keyword arguments of adamw_fused / lion_fused).
-ADAMW_HPARAMS = ("decay", "weight1", "beta2", "weight2", "bias2_sqrt", "eps", "neg_step_size")
+#: The numbers each kernel takes, in order (``_kernels.adamw8bit_hparams``, ``lion8bit_hparams``).
+ADAMW_HPARAMS = ("decay", "weight1", "beta2", "weight2", "inv_bias2_sqrt", "eps", "neg_step_size")
 LION_HPARAMS = ("decay", "neg_lr", "weight1", "weight2")
 
 _SOURCE = Path(__file__).with_name("_native.cpp")
@@ -145,7 +145,14 @@ def _build(compiler: str, target: Path) -> None:
 
 def _library_path(compiler: str) -> Path:
     key = hashlib.sha256()
-    for part in (_SOURCE.read_bytes(), str(ABI).encode(), compiler.encode(), _cpu_id().encode()):
+    flags = repr((_BASE_FLAGS, _EXTRA_FLAGS)).encode()
+    for part in (
+        _SOURCE.read_bytes(),
+        str(ABI).encode(),
+        compiler.encode(),
+        _cpu_id().encode(),
+        flags,
+    ):
         key.update(part + b"\0")
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         key.update(
@@ -369,12 +376,12 @@ def adamw_step(
     exp_avg_absmax: Sequence[Tensor] = (),
     exp_avg_sq_absmax: Sequence[Tensor] = (),
 ) -> None:
-    """One AdamW step (``adamw_fused``'s math) on tensors the kernel :func:`supports`, all
-    with the same step count.
+    """One AdamW step (the 8-bit AdamW update of ``_kernels``) on tensors the kernel serves
+    (:func:`servable`), all with the same step count.
 
     ``block_size=0``: ``exp_avgs``/``exp_avg_sqs`` are fp32 moments; else int8/uint8 codes,
     with their fp32 absmax per block of ``block_size`` elements. ``hparams``: the numbers of
-    :data:`ADAMW_HPARAMS` (``_kernels.adamw_fused_hparams``).
+    :data:`ADAMW_HPARAMS` (``_kernels.adamw8bit_hparams``).
     """
     states: list[Sequence[Tensor]]
     if block_size:
@@ -401,9 +408,9 @@ def lion_step(
     block_size: int = 0,
     exp_avg_absmax: Sequence[Tensor] = (),
 ) -> None:
-    """One Lion step (``lion_fused``'s math) on tensors the kernel :func:`supports`;
+    """One Lion step (``lion_fused``'s math) on tensors the kernel serves (:func:`servable`);
     ``block_size`` and the states as for :func:`adamw_step`, ``hparams`` the numbers of
-    :data:`LION_HPARAMS` (``_kernels.lion_fused_hparams``)."""
+    :data:`LION_HPARAMS` (``_kernels.lion8bit_hparams``)."""
     _check_layout(params, block_size, exp_avgs, exp_avg_absmax if block_size else exp_avgs)
     states = [exp_avgs, exp_avg_absmax if block_size else exp_avgs]  # absmax unused if fp32
     _run(

@@ -25,12 +25,12 @@ from optiwise.optim import _native
 from optiwise.optim._base import OptiwiseOptimizer, StateKind
 from optiwise.optim._fused import check_fused_args
 from optiwise.optim._kernels import (
+    adamw8bit_hparams,
     adamw8bit_single_tensor,
-    adamw_fused_hparams,
     adamw_multi_tensor,
     adamw_single_tensor,
+    lion8bit_hparams,
     lion8bit_single_tensor,
-    lion_fused_hparams,
     lion_multi_tensor,
     lion_single_tensor,
 )
@@ -403,7 +403,7 @@ class AdamW8bit(_Blockwise8bit):
         )  # fmt: skip
         for step, index in steps.items():
             picked = _pick(lists, index)
-            numbers = adamw_fused_hparams(
+            numbers = adamw8bit_hparams(
                 lr=hp["lr"], beta1=hp["beta1"], beta2=hp["beta2"], eps=hp["eps"],
                 weight_decay=hp["weight_decay"], step=step,
             )  # fmt: skip
@@ -487,7 +487,7 @@ class Lion8bit(_Blockwise8bit):
     def _native_kernel(
         self, lists: dict[str, list[Any]], hp: dict[str, Any], *, block_size: int
     ) -> None:
-        numbers = lion_fused_hparams(
+        numbers = lion8bit_hparams(
             lr=hp["lr"], beta1=hp["beta1"], beta2=hp["beta2"], weight_decay=hp["weight_decay"]
         )
         _native.lion_step(
