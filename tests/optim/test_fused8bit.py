@@ -554,12 +554,23 @@ def test_a_damaged_cache_entry_is_built_again(
     assert rebuilt == [target]
 
 
-def test_without_a_compiler_fused_true_raises_and_fused_none_warns(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("problem", ["no compiler", "compiler fails"])
+def test_without_a_kernel_fused_true_raises_and_fused_none_warns_once(
+    problem: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
+    """Without a working build, fused=True raises before changing anything, and fused=None
+    steps on the per-tensor path after one warning (per process) that names the caller."""
+    monkeypatch.setenv("OPTIWISE_CACHE_DIR", str(tmp_path))
     fresh_module_state(monkeypatch)
-    monkeypatch.setattr(_native, "_compiler", lambda: None)
-    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler found"):
+    if problem == "no compiler":
+        monkeypatch.setattr(_native, "_compiler", lambda: None)
+        message = "no C\\+\\+ compiler found"
+    else:
+        if _native._compiler() is None:
+            pytest.skip("no C++ compiler to fail")
+        monkeypatch.setattr(_native, "_BASE_FLAGS", ["-fno-such-option-anywhere"])
+        message = "failed.*no-such-option-anywhere"
+    with pytest.raises(RuntimeError, match=message):
         _native.load()
     p = nn.Parameter(torch.randn(4096))
     p.grad = torch.randn(4096)
@@ -569,10 +580,13 @@ def test_without_a_compiler_fused_true_raises_and_fused_none_warns(
     assert torch.equal(p, before)  # nothing half-done
     big = [nn.Parameter(torch.randn(AUTO_MIN_NUMEL))]
     ref = [nn.Parameter(big[0].detach().clone())]
-    opt = AdamW8bit(big, lr=1e-2)
-    with pytest.warns(RuntimeWarning, match="could not be compiled"):
-        train(opt, big, range(2))
-    train(AdamW8bit(ref, lr=1e-2, fused=False), ref, range(2))
+    other = [nn.Parameter(torch.randn(AUTO_MIN_NUMEL))]
+    with pytest.warns(RuntimeWarning, match="could not be compiled") as caught:
+        train(AdamW8bit(big, lr=1e-2), big, range(3))
+        train(Lion8bit(other, lr=1e-4), other, range(2))
+    assert len(caught) == 1 and caught[0].filename == __file__  # once, at the step's caller
+    assert "using the per-tensor path" in str(caught[0].message)
+    train(AdamW8bit(ref, lr=1e-2, fused=False), ref, range(3))
     assert torch.equal(big[0], ref[0])  # the per-tensor path ran
 
 

@@ -42,6 +42,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -265,10 +266,20 @@ def use_native(fused: bool | None, foreach: bool | None, params: Sequence[Tensor
                 f"optiwise: the fused 8-bit optimizer step could not be compiled ({problem}); "
                 "using the per-tensor path",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=_caller_level(),
             )
         return False
     return True
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` at which a warning of the function calling this one names the
+    first frame outside optiwise and torch (the user's ``optimizer.step()``)."""
+    roots = tuple(str(d) + os.sep for d in (Path(__file__).parents[1], Path(torch.__file__).parent))
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(roots):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def servable(
