@@ -33,6 +33,7 @@ Usage::
     python benchmarks/step_throughput.py --quick              # lion on the large fp32 shape
     python benchmarks/step_throughput.py --optimizers lion,adamw --shapes small --dtypes bf16
     python benchmarks/step_throughput.py --optimizers adamw8bit,lion8bit --dtypes fp32
+    python benchmarks/step_throughput.py --optimizers adamw8bit --paths fused --no-published
 """
 
 from __future__ import annotations
@@ -207,12 +208,15 @@ class KernelStep:
         )  # fmt: skip
 
 
-def optiwise_contenders(algorithms: Iterable[str]) -> list[Contender]:
-    """optiwise's registered optimizers on each path, and its update kernels."""
+PATHS = ("fused", "single", "foreach")
+
+
+def optiwise_contenders(algorithms: Iterable[str], paths: Iterable[str] = PATHS) -> list[Contender]:
+    """optiwise's registered optimizers on each of ``paths``, and its update kernels."""
     registered = set(list_optimizers())
     out = []
     for algo in algorithms:
-        for path in ("fused", "single", "foreach"):
+        for path in (p for p in PATHS if p in set(paths)):
             if algo in ("lion", "adamw") and not (algo == "adamw" and path == "foreach"):
                 out.append(
                     Contender(
@@ -268,6 +272,14 @@ class _Train:
             self.opt.step()
 
 
+def _bnb_hparams(algorithm: str) -> dict[str, Any]:
+    """HPARAMS in bitsandbytes' names (its ``min_8bit_size`` is our ``min_8bit_numel``)."""
+    hp = dict(HPARAMS[algorithm])
+    if "min_8bit_numel" in hp:
+        hp["min_8bit_size"] = hp.pop("min_8bit_numel")
+    return hp
+
+
 def published_contenders(algorithms: Iterable[str]) -> tuple[list[Contender], list[str]]:
     """The published implementations that are installed; and notes on those that are not."""
     out: list[Contender] = []
@@ -312,9 +324,9 @@ def published_contenders(algorithms: Iterable[str]) -> tuple[list[Contender], li
     else:
         out += [
             Contender("adamw8bit (bitsandbytes)", "adamw8bit", "bitsandbytes",
-                      lambda ps: bnb.optim.AdamW8bit(ps, **hp["adamw8bit"])),
+                      lambda ps: bnb.optim.AdamW8bit(ps, **_bnb_hparams("adamw8bit"))),
             Contender("lion8bit (bitsandbytes)", "lion8bit", "bitsandbytes",
-                      lambda ps: bnb.optim.Lion8bit(ps, **hp["lion8bit"])),
+                      lambda ps: bnb.optim.Lion8bit(ps, **_bnb_hparams("lion8bit"))),
         ]  # fmt: skip
     try:
         import schedulefree
@@ -493,9 +505,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--optimizers", default=",".join(BYTES), help="comma-separated algorithms")
     ap.add_argument("--shapes", default="large,small", help="large, small or both")
     ap.add_argument("--dtypes", default="fp32,bf16", help="fp32, bf16 or both")
+    ap.add_argument(
+        "--paths", default=",".join(PATHS), help="optiwise's code paths to time (comma-separated)"
+    )
     ap.add_argument("--steps", type=int, default=10, help="timed rounds (>= 10 to report)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument(
+        "--min-8bit-numel",
+        type=int,
+        default=None,
+        help="8-bit optimizers: smallest tensor with 8-bit state (default: each library's own)",
+    )
     ap.add_argument("--no-published", action="store_true", help="skip published versions")
     ap.add_argument("--quick", action="store_true", help="lion, large shape, fp32 only")
     ap.add_argument("--json", default="optiwise-report/step_throughput.json", help="JSON out")
@@ -506,12 +527,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         ("optimizer", args.optimizers, BYTES),
         ("shape", args.shapes, SHAPES),
         ("dtype", args.dtypes, DTYPES),
+        ("path", args.paths, PATHS),
     ):
         bad = sorted(set(value.split(",")) - set(known))
         if bad:
             ap.error(f"unknown {label} {bad}; choose from {sorted(known)}")
     if args.steps < 1 or args.warmup < 0 or args.threads < 1:
         ap.error("--steps and --threads must be >= 1, --warmup >= 0")
+    if args.min_8bit_numel is not None and args.min_8bit_numel < 1:
+        ap.error("--min-8bit-numel must be >= 1")
     return args
 
 
@@ -519,8 +543,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
+    if args.min_8bit_numel is not None:
+        for name in ("adamw8bit", "lion8bit"):
+            HPARAMS[name]["min_8bit_numel"] = args.min_8bit_numel
     algorithms = args.optimizers.split(",")
-    contenders = [reference_contender(), *optiwise_contenders(algorithms)]
+    contenders = [reference_contender(), *optiwise_contenders(algorithms, args.paths.split(","))]
     notes: list[str] = []
     if not args.no_published:
         published, notes = published_contenders(algorithms)
