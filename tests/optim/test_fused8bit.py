@@ -572,12 +572,14 @@ def test_without_a_kernel_fused_true_raises_and_fused_none_warns_once(
         message = "failed.*no-such-option-anywhere"
     with pytest.raises(RuntimeError, match=message):
         _native.load()
-    p = nn.Parameter(torch.randn(4096))
-    p.grad = torch.randn(4096)
-    before = p.detach().clone()
+    p, other_group = nn.Parameter(torch.randn(4096)), nn.Parameter(torch.randn(4096))
+    p.grad, other_group.grad = torch.randn(4096), torch.randn(4096)
+    before = [p.detach().clone(), other_group.detach().clone()]
+    opt = AdamW8bit([{"params": [other_group], "fused": False}, {"params": [p]}], fused=True)
     with pytest.raises(RuntimeError, match="fused=True, but the fused 8-bit step could not"):
-        AdamW8bit([p], fused=True).step()
-    assert torch.equal(p, before)  # nothing half-done
+        opt.step()
+    # nothing half-done: neither group stepped, no state (step counts) created
+    assert torch.equal(p, before[0]) and torch.equal(other_group, before[1]) and not opt.state
     big = [nn.Parameter(torch.randn(AUTO_MIN_NUMEL))]
     ref = [nn.Parameter(big[0].detach().clone())]
     other = [nn.Parameter(torch.randn(AUTO_MIN_NUMEL))]

@@ -56,10 +56,6 @@ def _num_blocks(numel: int, block_size: int) -> int:
     return -(-numel // block_size)
 
 
-def _all_params(*lists: dict[str, list[Any]]) -> list[Tensor]:
-    return [p for each in lists for p in each["params"]]
-
-
 def _pick(lists: dict[str, list[Any]], index: list[int]) -> dict[str, list[Any]]:
     """The entries at ``index`` of each list (keys of the other state layout stay empty)."""
     return {k: [v[i] for i in index] if v else [] for k, v in lists.items()}
@@ -108,8 +104,14 @@ class _Blockwise8bit(OptiwiseOptimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One optimization step; ``closure`` re-evaluates the loss (optional)."""
         loss = self._run_closure(closure)
-        for group in self.param_groups:
-            fp, q = self._gather(group)
+        # every group's path first: fused=True raises before any state or parameter changes
+        tensors = [self._params_with_grads(group) for group in self.param_groups]
+        native = [
+            _native.use_native(group.get("fused"), group["foreach"], params)
+            for group, (params, _) in zip(self.param_groups, tensors, strict=True)
+        ]
+        for group, (params, grads), fused in zip(self.param_groups, tensors, native, strict=True):
+            fp, q = self._gather(group, params, grads)
             beta1, beta2 = group["betas"]
             hp: dict[str, Any] = dict(
                 lr=float(group["lr"]),
@@ -121,7 +123,7 @@ class _Blockwise8bit(OptiwiseOptimizer):
             if "eps" in group:
                 hp["eps"] = group["eps"]
             block_size = group["block_size"]
-            if _native.use_native(group.get("fused"), group["foreach"], _all_params(fp, q)):
+            if fused:
                 fp = self._native(fp, hp, block_size=0)
                 q = self._native(q, hp, block_size=block_size)
             foreach = self._use_foreach(group["foreach"], fp["params"])
@@ -214,12 +216,11 @@ class _Blockwise8bit(OptiwiseOptimizer):
         return state
 
     def _gather(
-        self, group: Mapping[str, Any]
+        self, group: Mapping[str, Any], params: list[Tensor], grads: list[Tensor]
     ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
-        """The group's parameters with gradients, split into fp32-state and 8-bit-state
-        lists keyed ``params``, ``grads``, each state key and each counter (already
-        incremented for this step)."""
-        params, grads = self._params_with_grads(group)
+        """The group's parameters with gradients (``params``, ``grads``), split into
+        fp32-state and 8-bit-state lists keyed ``params``, ``grads``, each state key and each
+        counter (already incremented for this step)."""
         keys = ("params", "grads", *self.state_keys)
         fp: dict[str, list[Any]] = {key: [] for key in keys}
         q: dict[str, list[Any]] = {key: [] for key in keys}
