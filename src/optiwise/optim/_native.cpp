@@ -272,6 +272,9 @@ OPTIWISE_NOINLINE void adamw_block(typename P::T* __restrict__ p, const typename
   const __m512 inv_bias2 = _mm512_set1_ps(h.inv_bias2_sqrt), eps = _mm512_set1_ps(h.eps);
   const __m512 neg_step = _mm512_set1_ps(h.neg_step_size);
   __m512i tm = _mm512_setzero_si512(), tv = _mm512_setzero_si512();
+  // Unrolled: each 16 lanes wait on two gathers, a square root and a division; four
+  // independent copies in flight ran 10% faster with fp32 parameters, 10-30% with bf16 ones.
+#pragma GCC unroll 4
   for (; i + 16 <= n; i += 16) {
     const __m512 gi = negate_if(Maximize, load16(g + i));
     const __m512 m0 = dequantize16(mc + i, maps.signed_values + 128, am);
