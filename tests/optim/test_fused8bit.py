@@ -5,7 +5,6 @@ path, no recompilation), building and caching the kernel, and the fused/foreach 
 from __future__ import annotations
 
 import copy
-import io
 import shutil
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +33,7 @@ from optiwise.optim._kernels import (
     packed_maps,
     quant_map,
 )
-from tests.optim.test_fused import assert_rel_close, graphs
+from tests.optim.test_fused import assert_rel_close, graphs, reload
 
 CPU = torch.device("cpu")
 
@@ -150,6 +149,35 @@ class Stream:
         ]
         return m, v
 
+    def adamw(
+        self, grads: list[Tensor], t: int, *, fused: bool, maximize: bool, **hp: float
+    ) -> None:
+        """Step ``t`` of 8-bit AdamW, on the kernel (``fused``) or the per-tensor path."""
+        if fused:
+            _native.adamw_step(
+                self.params, grads, self.m, self.v, maximize=maximize,
+                block_size=self.block_size, exp_avg_absmax=self.m_absmax,
+                exp_avg_sq_absmax=self.v_absmax, hparams=adamw8bit_hparams(**hp, step=t),
+            )  # fmt: skip
+        else:
+            adamw8bit_single_tensor(
+                self.params, grads, self.m, self.m_absmax, self.v, self.v_absmax,
+                [t] * len(SHAPES), **hp, maximize=maximize, block_size=self.block_size,
+            )  # fmt: skip
+
+    def lion(self, grads: list[Tensor], *, fused: bool, maximize: bool, **hp: float) -> None:
+        """One 8-bit Lion step, on the kernel (``fused``) or the per-tensor path."""
+        if fused:
+            _native.lion_step(
+                self.params, grads, self.m, hparams=lion8bit_hparams(**hp), maximize=maximize,
+                block_size=self.block_size, exp_avg_absmax=self.m_absmax,
+            )  # fmt: skip
+        else:
+            lion8bit_single_tensor(
+                self.params, grads, self.m, self.m_absmax, **hp, maximize=maximize,
+                block_size=self.block_size,
+            )  # fmt: skip
+
     def grads(self, t: int) -> list[Tensor]:
         g = torch.Generator().manual_seed(1000 + t)
         scale = 10.0 ** (t % 5 - 2)  # gradients change scale: blocks see every decade
@@ -170,15 +198,8 @@ def test_fused_adamw8bit_is_the_per_tensor_path_bit_for_bit(block_size: int) -> 
         grads = fused.grads(t)
         lr, maximize = 1e-2 * 0.98**t, t % 4 == 0  # the LR changes every step
         hp = dict(lr=lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1)
-        _native.adamw_step(
-            fused.params, grads, fused.m, fused.v, maximize=maximize, block_size=block_size,
-            exp_avg_absmax=fused.m_absmax, exp_avg_sq_absmax=fused.v_absmax,
-            hparams=adamw8bit_hparams(**hp, step=t),
-        )  # fmt: skip
-        adamw8bit_single_tensor(
-            ref.params, grads, ref.m, ref.m_absmax, ref.v, ref.v_absmax, [t] * len(SHAPES),
-            **hp, maximize=maximize, block_size=block_size,
-        )  # fmt: skip
+        fused.adamw(grads, t, fused=True, maximize=maximize, **hp)
+        ref.adamw(grads, t, fused=False, maximize=maximize, **hp)
     assert_identical(fused.tensors(), ref.tensors())
     assert all(bool(a.abs().max() > 0) for a in fused.v_absmax)  # the state is not all zero
 
@@ -191,14 +212,8 @@ def test_fused_lion8bit_is_the_per_tensor_path_bit_for_bit(block_size: int) -> N
         grads = fused.grads(t)
         hp = dict(lr=1e-3 * (1 + t % 3), beta1=0.9, beta2=0.99, weight_decay=0.1)
         maximize = t % 3 == 0
-        _native.lion_step(
-            fused.params, grads, fused.m, hparams=lion8bit_hparams(**hp), maximize=maximize,
-            block_size=block_size, exp_avg_absmax=fused.m_absmax,
-        )  # fmt: skip
-        lion8bit_single_tensor(
-            ref.params, grads, ref.m, ref.m_absmax, **hp, maximize=maximize,
-            block_size=block_size,
-        )  # fmt: skip
+        fused.lion(grads, fused=True, maximize=maximize, **hp)
+        ref.lion(grads, fused=False, maximize=maximize, **hp)
     assert_identical([*fused.tensors()[:2], fused.m_absmax], [*ref.tensors()[:2], ref.m_absmax])
 
 
@@ -240,15 +255,8 @@ def test_bf16_parameters_are_updated_in_fp32_and_rounded_once() -> None:
         hp = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1)
         start = [p.float() for p in fused.params]
         m, v = fused.moments()
-        _native.adamw_step(
-            fused.params, grads, fused.m, fused.v, maximize=False, block_size=256,
-            exp_avg_absmax=fused.m_absmax, exp_avg_sq_absmax=fused.v_absmax,
-            hparams=adamw8bit_hparams(**hp, step=t),
-        )  # fmt: skip
-        adamw8bit_single_tensor(
-            ref.params, grads, ref.m, ref.m_absmax, ref.v, ref.v_absmax, [t] * len(SHAPES),
-            **hp, maximize=False, block_size=256,
-        )  # fmt: skip
+        fused.adamw(grads, t, fused=True, maximize=False, **hp)
+        ref.adamw(grads, t, fused=False, maximize=False, **hp)
         assert_identical(fused.tensors()[1:], ref.tensors()[1:])
         s = _scalars(adamw8bit_hparams(**hp, step=t), torch.float32)
         for p, w, gr, mi, vi in zip(fused.params, start, grads, m, v, strict=True):
@@ -275,24 +283,11 @@ def test_the_portable_build_is_bit_for_bit_too(
     for t in range(1, 21):
         grads = fused.grads(t)
         hp = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1)
-        _native.adamw_step(
-            fused.params, grads, fused.m, fused.v, maximize=t % 2 == 0, block_size=64,
-            exp_avg_absmax=fused.m_absmax, exp_avg_sq_absmax=fused.v_absmax,
-            hparams=adamw8bit_hparams(**hp, step=t),
-        )  # fmt: skip
-        adamw8bit_single_tensor(
-            ref.params, grads, ref.m, ref.m_absmax, ref.v, ref.v_absmax, [t] * len(SHAPES),
-            **hp, maximize=t % 2 == 0, block_size=64,
-        )  # fmt: skip
+        fused.adamw(grads, t, fused=True, maximize=t % 2 == 0, **hp)
+        ref.adamw(grads, t, fused=False, maximize=t % 2 == 0, **hp)
         lh = dict(lr=1e-3, beta1=0.9, beta2=0.99, weight_decay=0.1)
-        _native.lion_step(
-            lion.params, grads, lion.m, hparams=lion8bit_hparams(**lh), maximize=False,
-            block_size=64, exp_avg_absmax=lion.m_absmax,
-        )  # fmt: skip
-        lion8bit_single_tensor(
-            lion_ref.params, grads, lion_ref.m, lion_ref.m_absmax, **lh, maximize=False,
-            block_size=64,
-        )  # fmt: skip
+        lion.lion(grads, fused=True, maximize=False, **lh)
+        lion_ref.lion(grads, fused=False, maximize=False, **lh)
     assert _native.stats["loads"] and list((tmp_path / "native").glob("*.so"))
     assert_identical(fused.tensors(), ref.tensors())
     assert_identical(lion.tensors()[:2], lion_ref.tensors()[:2])
@@ -410,13 +405,6 @@ def test_fused_and_per_tensor_paths_agree_through_the_optimizer(name: str) -> No
         assert torch.equal(a[i], b[i])
     assert_rel_close([p.detach() for p in a], [p.detach() for p in b])
     assert_same_state(fused, ref)
-
-
-def reload(opt: torch.optim.Optimizer) -> dict[str, Any]:
-    buffer = io.BytesIO()
-    torch.save(opt.state_dict(), buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)  # type: ignore[no-any-return]
 
 
 @native
