@@ -34,9 +34,11 @@ and non-contiguous tensors take the per-tensor path; CUDA tensors take the per-t
 
 from __future__ import annotations
 
+import array
 import contextlib
 import ctypes
 import hashlib
+import itertools
 import operator
 import os
 import platform
@@ -76,7 +78,7 @@ LION_HPARAMS = ("decay", "neg_lr", "weight1", "weight2")
 
 _SOURCE = Path(__file__).with_name("_native.cpp")
 _dtype = operator.attrgetter("dtype")
-_device = operator.attrgetter("device")
+_on_cpu = operator.attrgetter("is_cpu")  # faster than comparing devices: no device objects
 _contiguous = Tensor.is_contiguous
 _DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 _BASE_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno"]
@@ -223,7 +225,7 @@ def native_error() -> str | None:
 
 def check_native_params(params: Sequence[Tensor]) -> None:
     """Raise a ValueError naming a parameter ``fused=True`` cannot step (not on the CPU)."""
-    if {d.type for d in set(map(_device, params))} <= {"cpu"}:
+    if all(map(_on_cpu, params)):
         return
     for i, p in enumerate(params):
         if p.device.type != "cpu":
@@ -254,7 +256,7 @@ def use_native(fused: bool | None, foreach: bool | None, params: Sequence[Tensor
                 "pass fused=False"
             )
         return True
-    if foreach is not None or not {d.type for d in set(map(_device, params))} <= {"cpu"}:
+    if foreach is not None or not all(map(_on_cpu, params)):
         return False
     if sum(map(Tensor.numel, params)) < AUTO_MIN_NUMEL:
         return False
@@ -291,21 +293,21 @@ def servable(
     columns = [params, grads, *states]
     if (
         all(all(map(_contiguous, c)) for c in columns)
-        and {d.type for c in columns for d in set(map(_device, c))} <= {"cpu"}
+        and all(all(map(_on_cpu, c)) for c in columns)
         and set(map(_dtype, params)) | set(map(_dtype, grads)) <= _DTYPES.keys()
     ):
         return [True] * len(params)
     ok = [
-        pd in _DTYPES and gd in _DTYPES and pc and gc and dev.type == "cpu" and gdev.type == "cpu"
-        for pd, gd, pc, gc, dev, gdev in zip(
+        pd in _DTYPES and gd in _DTYPES and pc and gc and pcpu and gcpu
+        for pd, gd, pc, gc, pcpu, gcpu in zip(
             map(_dtype, params), map(_dtype, grads), map(_contiguous, params),
-            map(_contiguous, grads), map(_device, params), map(_device, grads), strict=True,
+            map(_contiguous, grads), map(_on_cpu, params), map(_on_cpu, grads), strict=True,
         )
     ]  # fmt: skip
     for column in states:
         ok = [
-            o and c and d.type == "cpu"
-            for o, c, d in zip(ok, map(_contiguous, column), map(_device, column), strict=True)
+            o and c and cpu
+            for o, c, cpu in zip(ok, map(_contiguous, column), map(_on_cpu, column), strict=True)
         ]
     return ok
 
@@ -315,11 +317,13 @@ def servable(
 # --------------------------------------------------------------------------------------------
 
 
-def _pointers(tensors: Sequence[Tensor]) -> ctypes.Array[ctypes.c_void_p]:
-    return (ctypes.c_void_p * len(tensors))(*map(Tensor.data_ptr, tensors))
+def _pointers(tensors: Sequence[Tensor]) -> array.array[int]:
+    """The tensors' data pointers as a C array (pass its ``buffer_info()[0]``; keep it alive
+    through the call). array.array fills from the map at C speed, unlike a ctypes array."""
+    return array.array("q", map(Tensor.data_ptr, tensors))
 
 
-def _maps_pointers(maps: PackedMaps) -> ctypes.Array[ctypes.c_void_p]:
+def _maps_pointers(maps: PackedMaps) -> array.array[int]:
     return _pointers([maps.signed_values, maps.unsigned_values, maps.signed_lut, maps.unsigned_lut])
 
 
@@ -359,12 +363,17 @@ def _run(
     maps = packed_maps(torch.device("cpu"))
     threads = torch.get_num_threads()
     entry = lib.optiwise_adamw_step if kind == "adamw" else lib.optiwise_lion_step
+    maps_array = _maps_pointers(maps)
     for (p_dtype, g_dtype), index in _by_dtypes(params, grads).items():
-        ps, gs, *columns = [_pick(ts, index) for ts in (params, grads, *states)]
-        numels = (ctypes.c_int64 * len(ps))(*map(Tensor.numel, ps))
+        # a column passed twice (fp32 state: no absmax) is converted and recorded once
+        distinct = {id(c): c for c in (params, grads, *states)}
+        picked = {key: _pick(c, index) for key, c in distinct.items()}
+        arrays = {key: _pointers(c) for key, c in picked.items()}
+        numels = array.array("q", map(Tensor.numel, picked[id(params)]))
         status = entry(
-            len(ps), _pointers(ps), _pointers(gs), *[_pointers(c) for c in columns], numels,
-            block_size, p_dtype, g_dtype, int(maximize), numbers, _maps_pointers(maps), threads,
+            len(index), *[arrays[id(c)].buffer_info()[0] for c in (params, grads, *states)],
+            numels.buffer_info()[0], block_size, p_dtype, g_dtype, int(maximize), numbers,
+            maps_array.buffer_info()[0], threads,
         )  # fmt: skip
         if status != 0:
             raise RuntimeError(
@@ -372,7 +381,8 @@ def _run(
                 + ("out of memory" if status == 2 else f"unsupported dtypes (status {status})")
             )
         # writes through data pointers bypass autograd's in-place checks: record them
-        torch.autograd.graph.increment_version([*ps, *(t for c in columns for t in c)])
+        written = [picked[key] for key in distinct if key != id(grads)]
+        torch.autograd.graph.increment_version(list(itertools.chain.from_iterable(written)))
 
 
 def adamw_step(
@@ -396,13 +406,10 @@ def adamw_step(
     """
     states: list[Sequence[Tensor]]
     if block_size:
-        _check_layout(params, block_size, exp_avgs, exp_avg_absmax)
-        _check_layout(params, block_size, exp_avg_sqs, exp_avg_sq_absmax)
         states = [exp_avgs, exp_avg_absmax, exp_avg_sqs, exp_avg_sq_absmax]
     else:
-        _check_layout(params, 0, exp_avgs, exp_avgs)
-        _check_layout(params, 0, exp_avg_sqs, exp_avg_sqs)
         states = [exp_avgs, exp_avgs, exp_avg_sqs, exp_avg_sqs]  # absmax pointers unused
+    _check_layout(params, block_size, states)
     _run(
         "adamw", params, grads, states, block_size=block_size, hparams=hparams,
         maximize=maximize,
@@ -422,8 +429,8 @@ def lion_step(
     """One Lion step (``lion_fused``'s math) on tensors the kernel serves (:func:`servable`);
     ``block_size`` and the states as for :func:`adamw_step`, ``hparams`` the numbers of
     :data:`LION_HPARAMS` (``_kernels.lion8bit_hparams``)."""
-    _check_layout(params, block_size, exp_avgs, exp_avg_absmax if block_size else exp_avgs)
     states = [exp_avgs, exp_avg_absmax if block_size else exp_avgs]  # absmax unused if fp32
+    _check_layout(params, block_size, states)
     _run(
         "lion", params, grads, states, block_size=block_size, hparams=hparams,
         maximize=maximize,
@@ -431,22 +438,30 @@ def lion_step(
 
 
 def _check_layout(
-    params: Sequence[Tensor], block_size: int, states: Sequence[Tensor], absmax: Sequence[Tensor]
+    params: Sequence[Tensor], block_size: int, states: Sequence[Sequence[Tensor]]
 ) -> None:
-    """Raise a ValueError unless each state fits its parameter: the kernel trusts the sizes."""
-    if not len(params) == len(states) == len(absmax):
-        raise ValueError("one state tensor (and absmax) per parameter")
+    """Raise a ValueError unless each state fits its parameter: the kernel trusts the sizes.
+    ``states``: (moment, its absmax) pairs, flat; with ``block_size`` 0 the moment twice."""
     numels = list(map(Tensor.numel, params))
     blocks = [-(-n // block_size) for n in numels] if block_size else numels
     want = {torch.int8, torch.uint8} if block_size else {torch.float32}
-    if (
-        list(map(Tensor.numel, states)) != numels
-        or list(map(Tensor.numel, absmax)) != blocks
-        or not set(map(_dtype, states)) <= want
-        or (block_size and not set(map(_dtype, absmax)) <= {torch.float32})
-    ):
-        raise ValueError(
-            f"state does not fit its parameters: {len(params)} parameters with "
-            f"{numels[:4]}... elements need {sorted(map(str, want))} states of as many elements "
-            f"and {'float32 absmax per block of ' + str(block_size) if block_size else ''}"
-        )
+    per_block = f" and float32 absmax per block of {block_size}" if block_size else ""
+    for moment, absmax in zip(states[::2], states[1::2], strict=True):
+        if not len(params) == len(moment) == len(absmax):
+            raise ValueError("one state tensor (and absmax) per parameter")
+        if (
+            list(map(Tensor.numel, moment)) != numels
+            or not set(map(_dtype, moment)) <= want
+            or (
+                block_size
+                and (
+                    list(map(Tensor.numel, absmax)) != blocks
+                    or not set(map(_dtype, absmax)) <= {torch.float32}
+                )
+            )
+        ):
+            raise ValueError(
+                f"state does not fit its parameters: {len(params)} parameters with "
+                f"{numels[:4]}... elements need {sorted(map(str, want))} states of as many "
+                f"elements{per_block}"
+            )

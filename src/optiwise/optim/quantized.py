@@ -141,15 +141,18 @@ class _Blockwise8bit(OptiwiseOptimizer):
         states = [lists[f"{m}_codes"] for m in names] if block_size else [lists[m] for m in names]
         absmax = [lists[f"{m}_absmax"] for m in names] if block_size else []
         ok = _native.servable(lists["params"], lists["grads"], [*states, *absmax])
+        # whole-list comparisons first: the per-element ones only when something differs
         if block_size:  # a changed block size is the per-tensor path's error to report
-            blocks = [_num_blocks(n, block_size) for n in map(Tensor.numel, lists["params"])]
+            blocks = [-(-n // block_size) for n in map(Tensor.numel, lists["params"])]
             for column in absmax:
-                sizes = map(Tensor.numel, column)
-                ok = [o and n == b for o, n, b in zip(ok, sizes, blocks, strict=True)]
+                sizes = list(map(Tensor.numel, column))
+                if sizes != blocks:
+                    ok = [o and n == b for o, n, b in zip(ok, sizes, blocks, strict=True)]
         else:  # float64 parameters have float64 state
             for column in states:
-                dtypes = map(_dtype, column)
-                ok = [o and d == torch.float32 for o, d in zip(ok, dtypes, strict=True)]
+                if set(map(_dtype, column)) != {torch.float32}:
+                    dtypes = map(_dtype, column)
+                    ok = [o and d == torch.float32 for o, d in zip(ok, dtypes, strict=True)]
         if all(ok):
             self._native_kernel(lists, hp, block_size=block_size)
             return {k: [] for k in lists}
@@ -221,20 +224,27 @@ class _Blockwise8bit(OptiwiseOptimizer):
         """The group's parameters with gradients (``params``, ``grads``), split into
         fp32-state and 8-bit-state lists keyed ``params``, ``grads``, each state key and each
         counter (already incremented for this step)."""
-        keys = ("params", "grads", *self.state_keys)
-        fp: dict[str, list[Any]] = {key: [] for key in keys}
-        q: dict[str, list[Any]] = {key: [] for key in keys}
-        codes, counters, known = f"{self.moments[0][0]}_codes", self.counters, self.state.get
-        for param, grad in zip(params, grads, strict=True):
-            state = known(param) or self._state(param, group)
-            for key in counters:
+        known = self.state.get
+        states = [known(p) or self._state(p, group) for p in params]
+        for key in self.counters:
+            for state in states:
                 state[key] = int(state[key]) + 1
-            lists = q if codes in state else fp
-            lists["params"].append(param)
-            lists["grads"].append(grad)
-            for key, value in state.items():  # keys are state_keys (checked when loaded)
-                lists[key].append(value)
-        return fp, q
+        codes = f"{self.moments[0][0]}_codes"
+        quantized = [codes in state for state in states]
+        out = []
+        for want in (False, True):  # fp32 state, then 8-bit state
+            if all(q is want for q in quantized):
+                index = None
+            else:
+                index = [i for i, q in enumerate(quantized) if q is want]
+            lists: dict[str, list[Any]] = {"params": params, "grads": grads}
+            if index is not None:
+                lists = {"params": [params[i] for i in index], "grads": [grads[i] for i in index]}
+            mine = states if index is None else [states[i] for i in index]
+            for key in self.state_keys:  # a state has the keys of its layout (checked on load)
+                lists[key] = [state[key] for state in mine] if mine and key in mine[0] else []
+            out.append(lists)
+        return out[0], out[1]
 
     # ----------------------------------------------------------------------------------------
     # Loading
@@ -397,13 +407,16 @@ class AdamW8bit(_Blockwise8bit):
         self, lists: dict[str, list[Any]], hp: dict[str, Any], *, block_size: int
     ) -> None:
         steps: dict[int, list[int]] = {}
-        for i, step in enumerate(lists["step"]):
-            steps.setdefault(step, []).append(i)
+        if len(set(lists["step"])) == 1:  # the usual case: one step count, no regrouping
+            steps[lists["step"][0]] = list(range(len(lists["step"])))
+        else:
+            for i, step in enumerate(lists["step"]):
+                steps.setdefault(step, []).append(i)
         first, second = ("exp_avg_codes", "exp_avg_sq_codes") if block_size else (
             "exp_avg", "exp_avg_sq"
         )  # fmt: skip
         for step, index in steps.items():
-            picked = _pick(lists, index)
+            picked = lists if len(steps) == 1 else _pick(lists, index)
             numbers = adamw8bit_hparams(
                 lr=hp["lr"], beta1=hp["beta1"], beta2=hp["beta2"], eps=hp["eps"],
                 weight_decay=hp["weight_decay"], step=step,
