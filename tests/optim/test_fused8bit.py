@@ -563,7 +563,7 @@ def test_a_damaged_cache_entry_is_built_again(
     assert rebuilt == [target]
 
 
-@pytest.mark.parametrize("problem", ["no compiler", "compiler fails"])
+@pytest.mark.parametrize("problem", ["no compiler", "compiler fails", "cache not writable"])
 def test_without_a_kernel_fused_true_raises_and_fused_none_warns_once(
     problem: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
@@ -574,11 +574,15 @@ def test_without_a_kernel_fused_true_raises_and_fused_none_warns_once(
     if problem == "no compiler":
         monkeypatch.setattr(_native, "_compiler", lambda: None)
         message = "no C\\+\\+ compiler found"
-    else:
-        if _native._compiler() is None:
-            pytest.skip("no C++ compiler to fail")
+    elif _native._compiler() is None:
+        pytest.skip("no C++ compiler")
+    elif problem == "compiler fails":
         monkeypatch.setattr(_native, "_BASE_FLAGS", ["-fno-such-option-anywhere"])
         message = "failed.*no-such-option-anywhere"
+    else:  # the cache folder lies under a file
+        (tmp_path / "file").write_text("")
+        monkeypatch.setenv("OPTIWISE_CACHE_DIR", str(tmp_path / "file"))
+        message = "cannot write the compiled kernel to .*file.*OPTIWISE_CACHE_DIR"
     with pytest.raises(RuntimeError, match=message):
         _native.load()
     p, other_group = nn.Parameter(torch.randn(4096)), nn.Parameter(torch.randn(4096))

@@ -129,20 +129,38 @@ def _cpu_id() -> str:
     return f"{platform.machine()} {platform.processor()}"
 
 
+class _NextFlags(Exception):
+    """The compiler refused one set of flags: leave the target untouched, try the next."""
+
+
 def _build(compiler: str, target: Path) -> None:
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK)
+    except OSError as err:
+        writable, folder = False, Path(f"{folder} ({err})")
+    if not writable:
+        raise RuntimeError(
+            f"cannot write the compiled kernel to {folder}: set OPTIWISE_CACHE_DIR to a "
+            "writable folder"
+        )
     version = subprocess.run(
         [compiler, "--version"], capture_output=True, text=True, timeout=60, check=False
     ).stdout.splitlines()[:1]
     error = ""
     for extra in _EXTRA_FLAGS:
-        with contextlib.suppress(FileNotFoundError), atomic_path(target) as tmp:
-            command = [compiler, *_BASE_FLAGS, *extra, str(_SOURCE), "-o", str(tmp)]
-            stats["builds"] += 1
-            done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-            if done.returncode == 0:
-                return
-            error = " ".join(done.stderr.split())[-400:]
-            raise FileNotFoundError  # leave target untouched, try the next flags
+        try:
+            with atomic_path(target) as tmp:
+                command = [compiler, *_BASE_FLAGS, *extra, str(_SOURCE), "-o", str(tmp)]
+                stats["builds"] += 1
+                done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+                if done.returncode == 0:
+                    return
+                error = " ".join(done.stderr.split())[-400:]
+                raise _NextFlags
+        except _NextFlags:
+            continue
     raise RuntimeError(f"{compiler} ({' '.join(version)}) failed: {error}")
 
 
