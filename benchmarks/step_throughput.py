@@ -15,29 +15,37 @@ state), relative to torch's ``AdamW(fused=True)`` timed in the same rounds:
     schedule_free_adamw   28   p (y), g, z, v read; p, z, v written
     lookahead_adamw       44   torch's fused AdamW (28) and, with k=1, the sync every step
                                (p and the slow weights read and written: 16)
-    adamw8bit, lion8bit   judged by time and state memory, not bytes
+    adamw8bit, lion8bit   judged by time and state memory, not bytes (both relative to
+                          torch's fused AdamW: ``t/ref`` and ``st/ref``)
 
 Every optimizer optiwise registers (``optiwise.optim.list_optimizers()``) is measured by its
-registry name, on each of its paths (``fused``, ``foreach``, per-tensor ``single``) with the
-default hyperparameters of ``optiwise.knowledge``, together with the published
-implementations (lion-pytorch, pytorch_optimizer, schedulefree: ``make throughput`` installs
-them) and, for ``adamw``, optiwise's compiled AdamW update driven directly (a check of the
-compiled code against torch's hand-written kernel). Each algorithm is measured in its own
-rounds with torch's fused AdamW: each round steps every contender once, in a rotating order,
-and the ratios are taken per round (the median is reported), so that other processes on a
-shared machine slow both sides of a ratio alike.
+registry name, on each of its paths (``fused``, ``foreach``, per-tensor ``single``; ``--paths``
+keeps only some) with the default hyperparameters of ``optiwise.knowledge``, together with the
+published implementations (lion-pytorch, pytorch_optimizer, schedulefree, and bitsandbytes'
+CPU 8-bit AdamW and Lion: ``make throughput`` installs them) and, for ``adamw``, optiwise's
+compiled AdamW update driven directly (a check of the compiled code against torch's
+hand-written kernel). Each algorithm is measured in its own rounds with torch's fused AdamW:
+each round steps every contender once, in a rotating order, and the ratios are taken per
+round (the median is reported, ``t/ref`` with the range of the per-round ratios), so that
+other processes on a shared machine slow both sides of a ratio alike. ``st/ref`` is the
+optimizer state's bytes (``optiwise.optim.memory.state_bytes``) over torch's.
+``--min-8bit-numel`` sets the smallest tensor with 8-bit state for optiwise's and
+bitsandbytes' 8-bit optimizers alike (default: each library's own, 4096 in both).
 
 Shapes: ``large`` is 24 M parameters in 96 tensors, ``small`` 2 M parameters in 1000
 tensors. ``first_step_s`` is the first step (compilation included; ``--cold-cache`` points
 Inductor at an empty cache to time it from scratch), then ``--warmup`` steps are not timed,
 then ``--steps`` rounds are. ``--repeat`` measures everything again that many times and
-reports the median and range of the ratios.
+reports the median of the ratios over the repeats, with the range over the repeats for
+``bw/ref`` and over all rounds of all repeats for ``t/ref``.
 
 Usage::
 
     python benchmarks/step_throughput.py                      # everything
     python benchmarks/step_throughput.py --quick              # lion on the large fp32 shape
     python benchmarks/step_throughput.py --optimizers lion,lamb --shapes small --dtypes bf16
+    python benchmarks/step_throughput.py --optimizers adamw8bit,lion8bit --dtypes fp32
+    python benchmarks/step_throughput.py --optimizers adamw8bit --paths fused --no-published
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -95,11 +103,22 @@ def own_optimizers() -> list[str]:
     return ["adamw", *own, "lookahead_adamw"]
 
 
+EIGHT_BIT = ("adamw8bit", "lion8bit")
+
+
 def hparams(algorithm: str) -> dict[str, Any]:
     """The knowledge defaults of ``algorithm`` (the benchmark's hyperparameters for every
     implementation of it; speed barely depends on them)."""
     name = "adamw" if algorithm == "lookahead_adamw" else algorithm
     return dict(resolve_optimizer(name).hparams)
+
+
+def eight_bit_options(algorithm: str, min_8bit_numel: int | None) -> dict[str, Any]:
+    """``min_8bit_numel`` for an 8-bit ``algorithm`` when it is set (``--min-8bit-numel``);
+    otherwise nothing, so that each library keeps its own default."""
+    if algorithm in EIGHT_BIT and min_8bit_numel is not None:
+        return {"min_8bit_numel": min_8bit_numel}
+    return {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,10 +225,12 @@ class AdamWSingle(AdamWKernel):
         )  # fmt: skip
 
 
-def build_optiwise(algorithm: str, path: str, params: list[nn.Parameter]) -> Any:
-    """optiwise's optimizer ``algorithm`` (a registry name) on ``path``; an error when it has
-    no such path."""
-    kwargs = dict(PATHS[path])
+def build_optiwise(
+    algorithm: str, path: str, params: list[nn.Parameter], options: Mapping[str, Any] = {}
+) -> Any:
+    """optiwise's optimizer ``algorithm`` (a registry name) on ``path``, with ``options``
+    beside the knowledge defaults; an error when it has no such path."""
+    kwargs = {**options, **PATHS[path]}
     if algorithm == "lookahead_adamw":  # the sync every step, around torch's fused AdamW
         inner = torch.optim.AdamW(params, **hparams("adamw"), fused=True)
         return Lookahead(inner, k=1, alpha=0.5, **kwargs)
@@ -222,21 +243,27 @@ def build_optiwise(algorithm: str, path: str, params: list[nn.Parameter]) -> Any
         return create_optimizer(algorithm, params, **kwargs)
 
 
-def optiwise_contenders(algorithm: str) -> list[Contender]:
-    """optiwise's implementations of ``algorithm`` on each path."""
+def optiwise_contenders(
+    algorithm: str, paths: Iterable[str] = PATHS, options: Mapping[str, Any] = {}
+) -> list[Contender]:
+    """optiwise's implementations of ``algorithm`` on each of ``paths`` (for ``adamw``, its
+    kernels on the ``fused`` and ``single`` paths), built with ``options``."""
+    wanted = [p for p in PATHS if p in set(paths)]
     if algorithm == "adamw":
+        kernels = {"fused": AdamWKernel, "single": AdamWSingle}
         return [
-            Contender("adamw (optiwise kernel, fused)", "adamw", "optiwise", AdamWKernel),
-            Contender("adamw (optiwise kernel, single)", "adamw", "optiwise", AdamWSingle),
+            Contender(f"adamw (optiwise kernel, {p})", "adamw", "optiwise", kernels[p])
+            for p in wanted
+            if p in kernels
         ]
     return [
         Contender(
             f"{algorithm} (optiwise, {path})",
             algorithm,
             "optiwise",
-            lambda ps, p=path: build_optiwise(algorithm, p, ps),
+            lambda ps, p=path: build_optiwise(algorithm, p, ps, options),
         )
-        for path in PATHS
+        for path in wanted
     ]
 
 
@@ -258,9 +285,11 @@ class _Train:
             self.opt.step()
 
 
-def published_contenders(algorithm: str) -> tuple[list[Contender], list[str]]:
+def published_contenders(
+    algorithm: str, options: Mapping[str, Any] = {}
+) -> tuple[list[Contender], list[str]]:
     """The published implementations of ``algorithm`` that are installed; and notes on those
-    that are not."""
+    that are not. ``options``: ``min_8bit_numel`` (bitsandbytes' ``min_8bit_size``)."""
     out: list[Contender] = []
     notes: list[str] = []
     hp = hparams(algorithm)
@@ -306,6 +335,21 @@ def published_contenders(algorithm: str) -> tuple[list[Contender], list[str]]:
             Contender("schedule_free_adamw (schedulefree)", "schedule_free_adamw", "schedulefree",
                       lambda ps: _Train(schedulefree.AdamWScheduleFree(ps, **lr_wd)))
         )  # fmt: skip
+    if algorithm in EIGHT_BIT:
+        try:
+            import bitsandbytes as bnb
+        except ImportError:
+            notes.append("bitsandbytes not installed (make throughput installs it)")
+        else:
+            bnb_hp = dict(lr_wd)
+            if "min_8bit_numel" in options:
+                bnb_hp["min_8bit_size"] = options["min_8bit_numel"]
+            out += [
+                Contender("adamw8bit (bitsandbytes)", "adamw8bit", "bitsandbytes",
+                          lambda ps: bnb.optim.AdamW8bit(ps, **bnb_hp)),
+                Contender("lion8bit (bitsandbytes)", "lion8bit", "bitsandbytes",
+                          lambda ps: bnb.optim.Lion8bit(ps, **bnb_hp)),
+            ]  # fmt: skip
     return [c for c in out if c.algorithm == algorithm], notes
 
 
@@ -371,6 +415,7 @@ def summarize(timings: list[Timing], numel: int, scale: float) -> list[dict[str,
     """Per contender: times, ns/param, GB/s and ratios to the reference, paired by round."""
     ref = next(t for t in timings if t.contender.name == REFERENCE)
     ref_bytes = 28 * scale
+    ref_state = measured_state_bytes(ref.optimizer)
     rows = []
     for t in timings:
         c = t.contender
@@ -382,6 +427,7 @@ def summarize(timings: list[Timing], numel: int, scale: float) -> list[dict[str,
         bytes_pp = BYTES.get(c.algorithm)
         t_min, t_med = min(t.times), statistics.median(t.times)
         per_round = [a / b for a, b in zip(t.times, ref.times, strict=True)]
+        state = measured_state_bytes(t.optimizer)
         row.update(
             first_step_s=t.first_step_s,
             min_ms=t_min * 1e3,
@@ -389,7 +435,10 @@ def summarize(timings: list[Timing], numel: int, scale: float) -> list[dict[str,
             ns_per_param_min=t_min / numel * 1e9,
             ns_per_param_median=t_med / numel * 1e9,
             time_ratio_vs_ref=statistics.median(per_round),
-            state_bytes=measured_state_bytes(t.optimizer),
+            time_ratio_vs_ref_spread=(min(per_round), max(per_round)),
+            time_ratio_vs_ref_of_min=t_min / min(ref.times),
+            state_bytes=state,
+            state_ratio_vs_ref=state / ref_state if state is not None and ref_state else None,
         )
         if bytes_pp is not None:
             nbytes = bytes_pp * scale
@@ -418,16 +467,29 @@ def summarize(timings: list[Timing], numel: int, scale: float) -> list[dict[str,
 
 
 def merge_repeats(repeats: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """The first repeat's rows with, for each ratio, the median and range over repeats."""
+    """The first repeat's rows with, for each ratio, the median over repeats and the values
+    of every repeat (``*_runs``); the per-round time ratios' range spans all repeats."""
     rows = [dict(r) for r in repeats[0]]
     if len(repeats) == 1:
         return rows
+    ratios = (
+        "bw_ratio_vs_ref",
+        "time_ratio_vs_ref",
+        "time_ratio_vs_ref_of_min",
+        "optiwise_speedup",
+    )
     for i, row in enumerate(rows):
-        for key in ("bw_ratio_vs_ref", "time_ratio_vs_ref", "optiwise_speedup"):
+        for key in ratios:
             values = [rep[i][key] for rep in repeats if key in rep[i]]
             if values:
                 row[f"{key}_runs"] = values
                 row[key] = statistics.median(values)
+        spreads = [rep[i]["time_ratio_vs_ref_spread"] for rep in repeats if "error" not in rep[i]]
+        if spreads:
+            row["time_ratio_vs_ref_spread"] = (
+                min(s[0] for s in spreads),
+                max(s[1] for s in spreads),
+            )
     return rows
 
 
@@ -446,11 +508,16 @@ def _ratio(row: dict[str, Any], key: str, width: int) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
+    """One line per contender, grouped by algorithm. ``bw/ref``: bandwidth relative to torch's
+    fused AdamW (with ``--repeat``, the median and range over the repeats); ``t/ref``: the
+    median of the per-round time ratios to it, with their range over the rounds; ``st/ref``:
+    its state memory relative to torch's."""
     wide = any("bw_ratio_vs_ref_runs" in r for r in rows)
     w = 17 if wide else 6
     head = (
         f"{'contender':44} {'first s':>7} {'min ms':>8} {'med ms':>8} {'ns/par':>7} "
-        f"{'GB/s':>6} {'bw/ref':>{w}} {'t/ref':>6} {'state MB':>8}  vs optiwise"
+        f"{'GB/s':>6} {'bw/ref':>{w}} {'t/ref (range)':>18} {'state MB':>8} {'st/ref':>6}"
+        "  vs optiwise"
     )
     lines = [head]
     for i, r in enumerate(rows):
@@ -463,17 +530,20 @@ def table(rows: list[dict[str, Any]]) -> str:
         gbps = f"{r['gb_per_s']:6.1f}" if "gb_per_s" in r else f"{'-':>6}"
         vs = f"optiwise {r['optiwise_speedup']:.2f}x faster" if "optiwise_speedup" in r else ""
         mb = "-" if r["state_bytes"] is None else f"{r['state_bytes'] / 2**20:.1f}"
+        st = "-" if r["state_ratio_vs_ref"] is None else f"{r['state_ratio_vs_ref']:.3f}"
+        low, high = r["time_ratio_vs_ref_spread"]
+        t_ref = f"{r['time_ratio_vs_ref']:.2f} ({low:.2f}-{high:.2f})"
         lines.append(
             f"{r['name']:44} {r['first_step_s']:7.2f} {r['min_ms']:8.2f} {r['median_ms']:8.2f} "
             f"{r['ns_per_param_min']:7.3f} {gbps} {_ratio(r, 'bw_ratio_vs_ref', w)} "
-            f"{r['time_ratio_vs_ref']:6.2f} {mb:>8}  {vs}"
+            f"{t_ref:>18} {mb:>8} {st:>6}  {vs}"
         )
     return "\n".join(lines)
 
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "torch": torch.__version__}
-    for dist in ("optiwise", "lion-pytorch", "pytorch_optimizer", "schedulefree"):
+    for dist in ("optiwise", "lion-pytorch", "pytorch_optimizer", "schedulefree", "bitsandbytes"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
     return out
@@ -485,10 +555,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--optimizers", default=",".join(known), help="comma-separated names")
     ap.add_argument("--shapes", default="large,small", help="large, small or both")
     ap.add_argument("--dtypes", default="fp32,bf16", help="fp32, bf16 or both")
+    ap.add_argument(
+        "--paths", default=",".join(PATHS), help="optiwise's code paths to time (comma-separated)"
+    )
     ap.add_argument("--steps", type=int, default=10, help="timed rounds (>= 10 to report)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
     ap.add_argument("--repeat", type=int, default=1, help="measure everything this often")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument(
+        "--min-8bit-numel",
+        type=int,
+        default=None,
+        help="8-bit optimizers: smallest tensor with 8-bit state (default: each library's own)",
+    )
     ap.add_argument("--no-published", action="store_true", help="skip published versions")
     ap.add_argument("--cold-cache", action="store_true", help="compile into an empty cache")
     ap.add_argument("--quick", action="store_true", help="lion, large shape, fp32 only")
@@ -500,12 +579,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         ("optimizer", args.optimizers, known),
         ("shape", args.shapes, SHAPES),
         ("dtype", args.dtypes, DTYPES),
+        ("path", args.paths, PATHS),
     ):
         bad = sorted(set(value.split(",")) - set(choices))
         if bad:
             ap.error(f"unknown {label} {bad}; choose from {sorted(choices)}")
     if args.steps < 1 or args.warmup < 0 or args.threads < 1 or args.repeat < 1:
         ap.error("--steps, --repeat and --threads must be >= 1, --warmup >= 0")
+    if args.min_8bit_numel is not None and args.min_8bit_numel < 1:
+        ap.error("--min-8bit-numel must be >= 1")
     return args
 
 
@@ -513,10 +595,14 @@ def run_group(
     algorithm: str, params: list[nn.Parameter], args: argparse.Namespace, scale: float
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """torch's fused AdamW and every implementation of ``algorithm``, ``--repeat`` times."""
-    contenders = [reference_contender(), *optiwise_contenders(algorithm)]
+    options = eight_bit_options(algorithm, args.min_8bit_numel)
+    contenders = [
+        reference_contender(),
+        *optiwise_contenders(algorithm, args.paths.split(","), options),
+    ]
     notes: list[str] = []
     if not args.no_published:
-        published, notes = published_contenders(algorithm)
+        published, notes = published_contenders(algorithm, options)
         contenders += published
     numel = sum(p.numel() for p in params)
     repeats = []

@@ -22,6 +22,7 @@ from optiwise.optim import (
     Lookahead,
     ScheduleFreeAdamW,
     SophiaG,
+    _native,
 )
 from tests.optim.demo_optimizer import DemoMomentum
 
@@ -180,3 +181,31 @@ CASES += [
         _lookahead(lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, **_Q, **kw})),
     ),
 ]
+
+# The fused 8-bit step (a C++ kernel compiled on first use, where a C++ compiler is found):
+# fused=True, since fused=None leaves a model this small to the per-tensor path; no foreach
+# comparison, as fused and foreach exclude each other.
+if _native._compiler() is not None:
+    _F = {"fused": True}
+    CASES += [
+        Case(
+            "adamw8bit_fused_8bit_state",
+            lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, "weight_decay": 0.1, **_Q, **_F, **kw}),
+            foreach=False,
+        ),
+        Case(
+            "adamw8bit_fused_fp32_state",
+            lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, **_F, **kw}),
+            foreach=False,
+        ),
+        Case(
+            "lion8bit_fused_8bit_state",
+            lambda ps, **kw: Lion8bit(ps, **{"lr": 1e-3, "weight_decay": 0.1, **_Q, **_F, **kw}),
+            foreach=False,
+        ),
+        Case(
+            "lion8bit_fused_fp32_state",
+            lambda ps, **kw: Lion8bit(ps, **{"lr": 1e-3, **_F, **kw}),
+            foreach=False,
+        ),
+    ]

@@ -30,7 +30,9 @@ from torch import Tensor
 from optiwise.optim._fused import _opmath as _ratio_dtype
 
 __all__ = [
+    "PackedMaps",
     "QuantMap",
+    "adamw8bit_hparams",
     "adamw8bit_single_tensor",
     "adamw_fused",
     "adamw_multi_tensor",
@@ -45,6 +47,7 @@ __all__ = [
     "lars_fused_norms",
     "lars_multi_tensor",
     "lars_single_tensor",
+    "lion8bit_hparams",
     "lion8bit_single_tensor",
     "lion_fused",
     "lion_multi_tensor",
@@ -53,6 +56,9 @@ __all__ = [
     "lookahead_sync_multi_tensor",
     "lookahead_sync_single_tensor",
     "make_quant_map",
+    "packed_codes",
+    "packed_lut",
+    "packed_maps",
     "quant_map",
     "quantize_blockwise_",
     "schedule_free_adamw_fused",
@@ -855,6 +861,8 @@ def lookahead_sync_fused(params: list[Tensor], slow_params: list[Tensor], *, alp
 
 _LUT_SHIFT = 15
 _LUT_MASK = 0x1FFFF
+#: Smallest normal fp32 number (2^-126).
+_NORMAL_MIN = float.fromhex("0x1p-126")
 _MAPS: dict[tuple[bool, torch.device], QuantMap] = {}
 
 
@@ -984,6 +992,34 @@ def _nearest(y: Tensor, qmap: QuantMap) -> Tensor:
     return idx.add_(up).sub_(down)
 
 
+def _normalizers(absmax: Tensor) -> tuple[Tensor, Tensor]:
+    """Per block ``(factor, divisor)``: a block is normalized as ``x * factor / divisor``.
+
+    That is ``x * (1 / absmax)`` (one multiply per element, not a division: the fused step
+    does the same), except where that reciprocal would lose precision (absmax below 2^-126 or
+    above 2^126: ``x / absmax``) and in all-zero or non-finite blocks (absmax 0 or NaN: the
+    values as they are). The result is within 1.5 units in the last place of ``x / absmax``.
+    """
+    scale = torch.where(absmax > 0, absmax, torch.ones_like(absmax))
+    reciprocal = (scale >= _NORMAL_MIN) & (scale <= 1 / _NORMAL_MIN)
+    one = torch.ones_like(scale)
+    return torch.where(reciprocal, 1 / scale, one), torch.where(reciprocal, one, scale)
+
+
+def _codes(y: Tensor, qmap: QuantMap, keep_nonzero: bool) -> Tensor:
+    """The map index (int32, 0-255) each element of the 1-D fp32 ``y`` (already divided by
+    its block's absmax) is stored as: :func:`_nearest`, and with ``keep_nonzero`` never the
+    zero value for a non-zero element."""
+    idx = _nearest(y, qmap)
+    if keep_nonzero:  # integer max/min: faster than torch.where on CPU
+        floor = torch.gt(y, 0).to(torch.int32).mul_(qmap.first_positive)
+        idx = torch.maximum(idx, floor)
+        if qmap.last_negative >= 0:
+            ceiling = torch.lt(y, 0).to(torch.int32).mul_(qmap.last_negative - 255).add_(255)
+            idx = torch.minimum(idx, ceiling)
+    return idx
+
+
 def quantize_blockwise_(
     x: Tensor,
     qmap: QuantMap,
@@ -997,7 +1033,8 @@ def quantize_blockwise_(
     block), in place.
 
     Each element gets the code of the map value nearest to ``x / absmax`` (ties go to the
-    smaller value); an all-zero block stays exactly zero. ``keep_nonzero`` never rounds a
+    smaller value), the quotient computed as ``x * (1 / absmax)`` (see
+    :func:`_normalizers`); an all-zero block stays exactly zero. ``keep_nonzero`` never rounds a
     non-zero element to zero but to the smallest non-zero value of its sign: used for Adam's
     second moment, where a zero would turn the step ``m / (sqrt(v) + eps)`` into ``m / eps``.
     A non-finite element makes its own block's absmax non-finite (that block dequantizes to
@@ -1013,16 +1050,10 @@ def quantize_blockwise_(
         absmax[:n_full] = body.abs().amax(dim=1)
     if tail.numel():
         absmax[n_full] = tail.abs().amax()
-    scale = torch.where(absmax > 0, absmax, torch.ones_like(absmax))
-    body.div_(scale[:n_full, None])
-    tail.div_(scale[n_full:])
-    idx = _nearest(y, qmap)
-    if keep_nonzero:  # integer max/min: faster than torch.where on CPU
-        floor = torch.gt(y, 0).to(torch.int32).mul_(qmap.first_positive)
-        idx = torch.maximum(idx, floor)
-        if qmap.last_negative >= 0:
-            ceiling = torch.lt(y, 0).to(torch.int32).mul_(qmap.last_negative - 255).add_(255)
-            idx = torch.minimum(idx, ceiling)
+    factor, divisor = _normalizers(absmax)
+    body.mul_(factor[:n_full, None]).div_(divisor[:n_full, None])
+    tail.mul_(factor[n_full:]).div_(divisor[n_full:])
+    idx = _codes(y, qmap, keep_nonzero)
     if codes.dtype == torch.int8:
         idx.sub_(128)
     codes.copy_(idx.view(x.shape))
@@ -1039,6 +1070,175 @@ def dequantize_blockwise(codes: Tensor, absmax: Tensor, qmap: QuantMap, block_si
     body.mul_(absmax[: body.shape[0], None])
     tail.mul_(absmax[body.shape[0] :])
     return out.view(codes.shape)
+
+
+# The fused 8-bit steps (``_native.cpp``) requantize with one lookup per element instead of
+# the lookup and two comparisons of :func:`_nearest`: within one bucket of the table the code
+# changes at most once (make_quant_map checks that no bucket holds two decision boundaries),
+# so a bucket's entry packs the code at its start, the code after the change and the low 15
+# bits of the float where the change happens (2^15: never). The table is built from the
+# reference quantizer itself (:func:`_codes`), so it gives the same code for every float.
+
+_LOW_BITS = (1 << _LUT_SHIFT) - 1
+
+
+class PackedMaps(NamedTuple):
+    """The tables of the fused 8-bit steps on one device (see :func:`packed_maps`)."""
+
+    #: The signed and unsigned dynamic maps' 256 values (fp32).
+    signed_values: Tensor
+    unsigned_values: Tensor
+    #: :func:`packed_lut` of the signed map, and of the unsigned map with ``keep_nonzero``.
+    signed_lut: Tensor
+    unsigned_lut: Tensor
+
+
+_PACKED: dict[torch.device, PackedMaps] = {}
+
+
+def packed_codes(y: Tensor, table: Tensor) -> Tensor:
+    """The map index (int32) of each element of the fp32 ``y`` through a :func:`packed_lut`
+    table: one lookup, one comparison."""
+    bits = y.reshape(-1).contiguous().view(torch.int32)
+    entry = torch.index_select(table, 0, bits.bitwise_right_shift(_LUT_SHIFT) & _LUT_MASK)
+    after = torch.ge(bits & _LOW_BITS, entry.bitwise_right_shift(16) & 0xFFFF)
+    return torch.where(after, entry.bitwise_right_shift(8) & 0xFF, entry & 0xFF).view(y.shape)
+
+
+def packed_lut(qmap: QuantMap, keep_nonzero: bool) -> Tensor:
+    """A table (int32, 2^17 entries) that gives the codes ``quantize_blockwise_(...,
+    keep_nonzero=keep_nonzero)`` stores, for every float, with one lookup (see
+    :func:`packed_codes`; indices 0-255, the stored code is the index, minus 128 if signed).
+
+    Entry ``k`` describes the floats whose bits ``>> 15`` are ``k`` (same sign, exponent and
+    top 8 mantissa bits): bits 0-7 the code at the bucket's start, bits 8-15 the code from
+    the change on, bits 16-31 the low 15 bits where it changes (2^15: it does not).
+
+    The codes grow with the value and change only at the decision boundaries (and, with
+    ``keep_nonzero``, right after ±0), so a bucket holding at most one of these changes its
+    code at most once: a RuntimeError if one holds two (make_quant_map rules that out for
+    the boundaries). The infinities' and NaNs' buckets hold ``_codes``' fixed results.
+    """
+    qmap = qmap._replace(
+        values=qmap.values.cpu(), boundaries=qmap.boundaries.cpu(), lut=qmap.lut.cpu()
+    )
+    mids = qmap.boundaries[1:-1]
+    mids = mids[torch.cat([torch.ones(1, dtype=torch.bool), mids[1:] != mids[:-1]])]
+    changes = _bucket(mids).long()
+    if keep_nonzero:  # +0 and -0 start their buckets
+        changes = torch.cat([changes, torch.tensor([0, 1 << 16])])
+    if int(torch.bincount(changes).max()) > 1:
+        raise RuntimeError("quantization map: a lookup bucket holds two of its code's changes")
+    buckets = torch.arange(_LUT_MASK + 1, dtype=torch.int64) << _LUT_SHIFT
+
+    def floats(low: Tensor, where: Tensor = buckets) -> Tensor:
+        raw = where | low
+        return torch.where(raw >= 2**31, raw - 2**32, raw).to(torch.int32).view(torch.float32)
+
+    def codes_at(low: Tensor, where: Tensor = buckets) -> Tensor:
+        # what an 8-bit code stores (-inf, which no block's normalized values hold, gives -1)
+        return _codes(floats(low, where), qmap, keep_nonzero) & 0xFF
+
+    first = codes_at(torch.zeros_like(buckets))
+    last = codes_at(torch.full_like(buckets, _LOW_BITS))
+    change = torch.full_like(buckets, 1 << _LUT_SHIFT)
+    # bisection, in the buckets whose code changes, for the first low bits that change it
+    moving = (last != first).nonzero().flatten()
+    lo, hi = torch.zeros_like(moving), torch.full_like(moving, _LOW_BITS)
+    for _ in range(_LUT_SHIFT):
+        mid = (lo + hi) // 2
+        moved = codes_at(mid, buckets[moving]) != first[moving]
+        hi = torch.where(moved, mid, hi)
+        lo = torch.where(moved, lo, mid)
+    change[moving] = hi
+    packed = first.long() | (last.long() << 8) | (change << 16)
+    table = torch.where(packed >= 2**31, packed - 2**32, packed).to(torch.int32)
+    # the bucket's first and last floats, and both sides of each change, give the reference codes
+    probes = [torch.zeros_like(buckets), torch.full_like(buckets, _LOW_BITS)]
+    inside = change <= _LOW_BITS
+    probes += [torch.where(inside, change, 0), torch.where(inside, change - 1, 0).clamp(min=0)]
+    for low in probes:
+        if not torch.equal(packed_codes(floats(low), table), codes_at(low)):
+            raise RuntimeError("quantization map: the packed table differs from the codes")
+    return table
+
+
+def packed_maps(device: torch.device) -> PackedMaps:
+    """The dynamic maps' values and :func:`packed_lut` tables on ``device``, built once."""
+    maps = _PACKED.get(device)
+    if maps is None:
+        signed, unsigned = quant_map(True, device), quant_map(False, device)
+        maps = _PACKED[device] = PackedMaps(
+            signed_values=signed.values,
+            unsigned_values=unsigned.values,
+            signed_lut=packed_lut(signed, keep_nonzero=False).to(device),
+            unsigned_lut=packed_lut(unsigned, keep_nonzero=True).to(device),
+        )
+    return maps
+
+
+# The 8-bit updates are AdamW's and Lion's as adamw_fused and lion_fused write them (plain fp32
+# operations in a fixed order, no fused multiply-add; AdamW multiplies by 1 / sqrt(1 - b2^t)
+# instead of dividing by its inverse), on the dequantized moments, so that the fused 8-bit
+# steps reproduce them bit for bit. These give their hyperparameters, computed on the host.
+
+
+def adamw8bit_hparams(
+    *, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, step: int
+) -> dict[str, float]:
+    """The numbers of the 8-bit AdamW update for step ``step`` (counted from 1)."""
+    return {
+        "decay": 1 - lr * weight_decay,
+        "weight1": 1 - beta1,
+        "beta2": beta2,
+        "weight2": 1 - beta2,
+        "inv_bias2_sqrt": 1 / (1 - beta2**step) ** 0.5,
+        "eps": eps,
+        "neg_step_size": -lr / (1 - beta1**step),
+    }
+
+
+def lion8bit_hparams(
+    *, lr: float, beta1: float, beta2: float, weight_decay: float
+) -> dict[str, float]:
+    """The numbers of the 8-bit Lion update (the keyword arguments of :func:`lion_fused`
+    other than ``sign``)."""
+    return {
+        "decay": 1 - lr * weight_decay,
+        "neg_lr": -lr,
+        "weight1": 1 - beta1,
+        "weight2": 1 - beta2,
+    }
+
+
+def _sqrt_rn(x: Tensor) -> Tensor:
+    """The square root rounded to nearest, as IEEE 754 defines it (and the fused 8-bit step
+    computes it): torch's CPU float32 sqrt (MKL's vector sqrt) is one unit in the last place
+    off for about 0.6% of inputs; through float64 the result is exact (the float64 root lies
+    far closer to the true root than any float32 rounding boundary). CUDA's float32 sqrt is
+    correctly rounded already."""
+    if x.dtype == torch.float32 and x.device.type == "cpu":
+        return x.double().sqrt_().to(torch.float32)
+    return x.sqrt()
+
+
+def _adamw_dequantized_(
+    param: Tensor, grad: Tensor, m: Tensor, v: Tensor, s: dict[str, Tensor], maximize: bool
+) -> None:
+    """The 8-bit AdamW update of one tensor on its dequantized moments: :func:`adamw_fused`'s
+    operations with ``sqrt(v) * inv_bias2_sqrt`` and a correctly rounded square root."""
+    g = -grad if maximize else grad
+    param.mul_(s["decay"])
+    m.add_(s["weight1"] * (g - m))
+    v.mul_(s["beta2"]).add_(s["weight2"] * g * g)
+    param.add_(s["neg_step_size"] * m / (_sqrt_rn(v) * s["inv_bias2_sqrt"] + s["eps"]))
+
+
+def _scalars(hparams: dict[str, float], dtype: torch.dtype) -> dict[str, Tensor]:
+    """0-dim CPU tensors in the dtype torch computes ``dtype`` parameters in (float64 for
+    float64, else float32: what a Python number becomes in their ops)."""
+    opmath = torch.float64 if dtype == torch.float64 else torch.float32
+    return {k: torch.tensor(v, dtype=opmath) for k, v in hparams.items()}
 
 
 def adamw8bit_single_tensor(
@@ -1059,16 +1259,19 @@ def adamw8bit_single_tensor(
     block_size: int,
 ) -> None:
     """One AdamW step per tensor on block-wise 8-bit moments: dequantize the moments to fp32,
-    update with :func:`adamw_single_tensor`, requantize (signed dynamic map for ``m``,
-    unsigned with ``keep_nonzero`` for ``v``). One tensor's fp32 moments exist at a time."""
+    update as :func:`adamw_fused` (uncompiled; see :func:`adamw8bit_hparams`),
+    requantize (signed dynamic map for ``m``, unsigned with ``keep_nonzero`` for ``v``). One
+    tensor's fp32 moments exist at a time."""
     for i, param in enumerate(params):
         signed, unsigned = quant_map(True, param.device), quant_map(False, param.device)
         m = dequantize_blockwise(exp_avg_codes[i], exp_avg_absmax[i], signed, block_size)
         v = dequantize_blockwise(exp_avg_sq_codes[i], exp_avg_sq_absmax[i], unsigned, block_size)
-        adamw_single_tensor(
-            [param], [grads[i]], [m], [v], [steps[i]], lr=lr, beta1=beta1, beta2=beta2,
-            eps=eps, weight_decay=weight_decay, maximize=maximize,
-        )  # fmt: skip
+        hp = adamw8bit_hparams(
+            lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, step=steps[i]
+        )
+        _adamw_dequantized_(
+            param, grads[i].to(torch.float32), m, v, _scalars(hp, param.dtype), maximize
+        )
         quantize_blockwise_(m, signed, exp_avg_codes[i], exp_avg_absmax[i], block_size)
         quantize_blockwise_(
             v, unsigned, exp_avg_sq_codes[i], exp_avg_sq_absmax[i], block_size, keep_nonzero=True
@@ -1089,12 +1292,13 @@ def lion8bit_single_tensor(
     block_size: int,
 ) -> None:
     """One Lion step per tensor on a block-wise 8-bit momentum (signed dynamic map):
-    dequantize, update with :func:`lion_single_tensor`, requantize."""
+    dequantize, update with :func:`lion_fused` (uncompiled), requantize."""
+    hp = lion8bit_hparams(lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay)
     for i, param in enumerate(params):
         signed = quant_map(True, param.device)
         m = dequantize_blockwise(exp_avg_codes[i], exp_avg_absmax[i], signed, block_size)
-        lion_single_tensor(
-            [param], [grads[i]], [m], lr=lr, beta1=beta1, beta2=beta2,
-            weight_decay=weight_decay, maximize=maximize,
+        lion_fused(
+            [param], [grads[i].to(torch.float32)], [m],
+            **_scalars({**hp, "sign": -1.0 if maximize else 1.0}, param.dtype),
         )  # fmt: skip
         quantize_blockwise_(m, signed, exp_avg_codes[i], exp_avg_absmax[i], block_size)

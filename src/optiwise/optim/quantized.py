@@ -6,13 +6,14 @@ of ``block_size`` elements; every step dequantizes them to fp32, applies the exa
 the 32-bit optimizer (the shared kernels in ``_kernels.py``) and requantizes. Smaller tensors
 keep fp32 state: for them the absmax overhead and the quantization error buy nearly nothing.
 
-The quantization math lives in the 8-bit section of ``_kernels.py`` beside the update
-kernels it wraps, so that a fused step (dequantize, update, requantize in one pass) can
-replace one function without touching these classes.
+The quantization math lives in the 8-bit section of ``_kernels.py`` (the per-tensor path);
+the fused path (``fused``) is a C++ kernel that does the same per block in one pass over
+memory, bit for bit (``_native.py``).
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -20,11 +21,15 @@ import torch
 from torch import Tensor
 
 from optiwise import knowledge
+from optiwise.optim import _native
 from optiwise.optim._base import OptiwiseOptimizer, StateKind
+from optiwise.optim._fused import check_fused_args
 from optiwise.optim._kernels import (
+    adamw8bit_hparams,
     adamw8bit_single_tensor,
     adamw_multi_tensor,
     adamw_single_tensor,
+    lion8bit_hparams,
     lion8bit_single_tensor,
     lion_multi_tensor,
     lion_single_tensor,
@@ -37,6 +42,7 @@ _ADAMW = knowledge.defaults("adamw8bit").hparams
 _LION = knowledge.defaults("lion8bit").hparams
 _ADAMW_EXTRA = knowledge.get_info("adamw8bit").extra
 _LION_EXTRA = knowledge.get_info("lion8bit").extra
+_dtype = operator.attrgetter("dtype")
 
 
 def _check_min_numel(value: Any) -> None:
@@ -48,6 +54,16 @@ def _check_min_numel(value: Any) -> None:
 
 def _num_blocks(numel: int, block_size: int) -> int:
     return -(-numel // block_size)
+
+
+def _pick(lists: dict[str, list[Any]], index: list[int]) -> dict[str, list[Any]]:
+    """The entries at ``index`` of each list (keys of the other state layout stay empty)."""
+    return {k: [v[i] for i in index] if v else [] for k, v in lists.items()}
+
+
+def _like(grads: list[Tensor], states: list[Tensor]) -> list[Tensor]:
+    """The gradients in their state's dtype (the per-tensor kernels need equal dtypes)."""
+    return [g.to(s.dtype) for g, s in zip(grads, states, strict=True)]
 
 
 class _Blockwise8bit(OptiwiseOptimizer):
@@ -67,10 +83,12 @@ class _Blockwise8bit(OptiwiseOptimizer):
         min_8bit_numel: Any,
         maximize: bool,
         foreach: bool | None,
+        fused: bool | None,
     ) -> None:
         validate_hparams(hparams)
         check_power_of_two("block_size", block_size)
         _check_min_numel(min_8bit_numel)
+        check_fused_args(fused, foreach)
         defaults = {
             **hparams,
             "betas": tuple(hparams["betas"]),
@@ -78,6 +96,7 @@ class _Blockwise8bit(OptiwiseOptimizer):
             "min_8bit_numel": min_8bit_numel,
             "maximize": maximize,
             "foreach": foreach,
+            "fused": fused,
         }
         super().__init__(params, defaults)
 
@@ -85,8 +104,14 @@ class _Blockwise8bit(OptiwiseOptimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One optimization step; ``closure`` re-evaluates the loss (optional)."""
         loss = self._run_closure(closure)
-        for group in self.param_groups:
-            fp, q = self._gather(group)
+        # every group's path first: fused=True raises before any state or parameter changes
+        tensors = [self._params_with_grads(group) for group in self.param_groups]
+        native = [
+            _native.use_native(group.get("fused"), group["foreach"], params)
+            for group, (params, _) in zip(self.param_groups, tensors, strict=True)
+        ]
+        for group, (params, grads), fused in zip(self.param_groups, tensors, native, strict=True):
+            fp, q = self._gather(group, params, grads)
             beta1, beta2 = group["betas"]
             hp: dict[str, Any] = dict(
                 lr=float(group["lr"]),
@@ -97,9 +122,50 @@ class _Blockwise8bit(OptiwiseOptimizer):
             )
             if "eps" in group:
                 hp["eps"] = group["eps"]
+            block_size = group["block_size"]
+            if fused:
+                fp = self._native(fp, hp, block_size=0)
+                q = self._native(q, hp, block_size=block_size)
             foreach = self._use_foreach(group["foreach"], fp["params"])
-            self._update(fp, q, hp, foreach=foreach, block_size=group["block_size"])
+            self._update(fp, q, hp, foreach=foreach, block_size=block_size)
         return loss
+
+    def _native(
+        self, lists: dict[str, list[Any]], hp: dict[str, Any], *, block_size: int
+    ) -> dict[str, list[Any]]:
+        """Step the tensors of ``lists`` the fused kernel serves (``block_size`` 0: fp32
+        state); return the lists of the others, for the per-tensor path."""
+        if not lists["params"]:
+            return lists
+        names = [m for m, _ in self.moments]
+        states = [lists[f"{m}_codes"] for m in names] if block_size else [lists[m] for m in names]
+        absmax = [lists[f"{m}_absmax"] for m in names] if block_size else []
+        ok = _native.servable(lists["params"], lists["grads"], [*states, *absmax])
+        # whole-list comparisons first: the per-element ones only when something differs
+        if block_size:  # a changed block size is the per-tensor path's error to report
+            blocks = [-(-n // block_size) for n in map(Tensor.numel, lists["params"])]
+            for column in absmax:
+                sizes = list(map(Tensor.numel, column))
+                if sizes != blocks:
+                    ok = [o and n == b for o, n, b in zip(ok, sizes, blocks, strict=True)]
+        else:  # float64 parameters have float64 state
+            for column in states:
+                if set(map(_dtype, column)) != {torch.float32}:
+                    dtypes = map(_dtype, column)
+                    ok = [o and d == torch.float32 for o, d in zip(ok, dtypes, strict=True)]
+        if all(ok):
+            self._native_kernel(lists, hp, block_size=block_size)
+            return {k: [] for k in lists}
+        served = [i for i, o in enumerate(ok) if o]
+        if served:
+            self._native_kernel(_pick(lists, served), hp, block_size=block_size)
+        return _pick(lists, [i for i, o in enumerate(ok) if not o])
+
+    def _native_kernel(
+        self, lists: dict[str, list[Any]], hp: dict[str, Any], *, block_size: int
+    ) -> None:
+        """Run the fused kernel on ``lists`` (tensors it serves)."""
+        raise NotImplementedError
 
     def _update(
         self,
@@ -153,30 +219,32 @@ class _Blockwise8bit(OptiwiseOptimizer):
         return state
 
     def _gather(
-        self, group: Mapping[str, Any]
+        self, group: Mapping[str, Any], params: list[Tensor], grads: list[Tensor]
     ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
-        """The group's parameters with gradients, split into fp32-state and 8-bit-state
-        lists keyed ``params``, ``grads`` (in the moments' dtype), each state key and each
+        """The group's parameters with gradients (``params``, ``grads``), split into
+        fp32-state and 8-bit-state lists keyed ``params``, ``grads``, each state key and each
         counter (already incremented for this step)."""
-        params, grads = self._params_with_grads(group)
-        fp: dict[str, list[Any]] = {"params": [], "grads": []}
-        q: dict[str, list[Any]] = {"params": [], "grads": []}
-        for param, grad in zip(params, grads, strict=True):
-            state = self._state(param, group)
-            for key in self.counters:
+        known = self.state.get
+        states = [known(p) or self._state(p, group) for p in params]
+        for key in self.counters:
+            for state in states:
                 state[key] = int(state[key]) + 1
-            quantized = f"{self.moments[0][0]}_codes" in state
-            lists = q if quantized else fp
-            lists["params"].append(param)
-            # the moments' dtype: fp32 when dequantized, else that of the fp32/fp64 state
-            dtype = torch.float32 if quantized else state[self.moments[0][0]].dtype
-            lists["grads"].append(grad.to(dtype))
-            for key, value in state.items():
-                lists.setdefault(key, []).append(value)
-        for lists in (fp, q):
-            for key in self.state_keys:
-                lists.setdefault(key, [])
-        return fp, q
+        codes = f"{self.moments[0][0]}_codes"
+        quantized = [codes in state for state in states]
+        out = []
+        for want in (False, True):  # fp32 state, then 8-bit state
+            if all(q is want for q in quantized):
+                index = None
+            else:
+                index = [i for i, q in enumerate(quantized) if q is want]
+            lists: dict[str, list[Any]] = {"params": params, "grads": grads}
+            if index is not None:
+                lists = {"params": [params[i] for i in index], "grads": [grads[i] for i in index]}
+            mine = states if index is None else [states[i] for i in index]
+            for key in self.state_keys:  # a state has the keys of its layout (checked on load)
+                lists[key] = [state[key] for state in mine] if mine and key in mine[0] else []
+            out.append(lists)
+        return out[0], out[1]
 
     # ----------------------------------------------------------------------------------------
     # Loading
@@ -275,6 +343,15 @@ class AdamW8bit(_Blockwise8bit):
         Use ``_foreach`` ops for the fp32-state tensors (``None``: on CUDA only). 8-bit
         tensors are always updated one at a time, so that only one tensor's fp32 moments
         exist at once.
+    fused:
+        Step fp32/bf16 parameters on the CPU with one C++ kernel, compiled on first use
+        (``optiwise.optim._native``): each 8-bit block is dequantized, updated and
+        requantized in one pass over memory, with the same codes, absmax and fp32
+        parameters as the per-tensor path, bit for bit (fp32-state tensors: the same update
+        within rounding). ``None`` (the default) picks it when ``foreach`` is None, the
+        parameters are on the CPU and the group holds at least 2^20 elements; ``True``
+        requires CPU parameters; ``False`` never. float16/float64 parameters and
+        non-contiguous tensors always take the per-tensor path.
     """
 
     moments = (("exp_avg", True), ("exp_avg_sq", False))
@@ -295,6 +372,7 @@ class AdamW8bit(_Blockwise8bit):
         min_8bit_numel: int = _ADAMW_EXTRA["min_8bit_numel"].value,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -303,6 +381,7 @@ class AdamW8bit(_Blockwise8bit):
             min_8bit_numel=min_8bit_numel,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
 
     def _update(
@@ -315,13 +394,39 @@ class AdamW8bit(_Blockwise8bit):
         block_size: int,
     ) -> None:
         (adamw_multi_tensor if foreach else adamw_single_tensor)(
-            fp["params"], fp["grads"], fp["exp_avg"], fp["exp_avg_sq"], fp["step"], **hp
-        )
+            fp["params"], _like(fp["grads"], fp["exp_avg"]), fp["exp_avg"], fp["exp_avg_sq"],
+            fp["step"], **hp,
+        )  # fmt: skip
         adamw8bit_single_tensor(
             q["params"], q["grads"], q["exp_avg_codes"], q["exp_avg_absmax"],
             q["exp_avg_sq_codes"], q["exp_avg_sq_absmax"], q["step"],
             block_size=block_size, **hp,
         )  # fmt: skip
+
+    def _native_kernel(
+        self, lists: dict[str, list[Any]], hp: dict[str, Any], *, block_size: int
+    ) -> None:
+        steps: dict[int, list[int]] = {}
+        if len(set(lists["step"])) == 1:  # the usual case: one step count, no regrouping
+            steps[lists["step"][0]] = list(range(len(lists["step"])))
+        else:
+            for i, step in enumerate(lists["step"]):
+                steps.setdefault(step, []).append(i)
+        first, second = ("exp_avg_codes", "exp_avg_sq_codes") if block_size else (
+            "exp_avg", "exp_avg_sq"
+        )  # fmt: skip
+        for step, index in steps.items():
+            picked = lists if len(steps) == 1 else _pick(lists, index)
+            numbers = adamw8bit_hparams(
+                lr=hp["lr"], beta1=hp["beta1"], beta2=hp["beta2"], eps=hp["eps"],
+                weight_decay=hp["weight_decay"], step=step,
+            )  # fmt: skip
+            _native.adamw_step(
+                picked["params"], picked["grads"], picked[first], picked[second],
+                hparams=numbers, maximize=hp["maximize"], block_size=block_size,
+                exp_avg_absmax=picked["exp_avg_absmax"],
+                exp_avg_sq_absmax=picked["exp_avg_sq_absmax"],
+            )  # fmt: skip
 
 
 class Lion8bit(_Blockwise8bit):
@@ -343,7 +448,7 @@ class Lion8bit(_Blockwise8bit):
         Parameters or param-group dicts.
     lr, betas, weight_decay:
         As Lion (defaults from :mod:`optiwise.knowledge`).
-    block_size, min_8bit_numel, maximize, foreach:
+    block_size, min_8bit_numel, maximize, foreach, fused:
         As :class:`AdamW8bit`.
     """
 
@@ -364,6 +469,7 @@ class Lion8bit(_Blockwise8bit):
         min_8bit_numel: int = _LION_EXTRA["min_8bit_numel"].value,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -372,6 +478,7 @@ class Lion8bit(_Blockwise8bit):
             min_8bit_numel=min_8bit_numel,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
 
     def _update(
@@ -384,9 +491,21 @@ class Lion8bit(_Blockwise8bit):
         block_size: int,
     ) -> None:
         (lion_multi_tensor if foreach else lion_single_tensor)(
-            fp["params"], fp["grads"], fp["exp_avg"], **hp
+            fp["params"], _like(fp["grads"], fp["exp_avg"]), fp["exp_avg"], **hp
         )
         lion8bit_single_tensor(
             q["params"], q["grads"], q["exp_avg_codes"], q["exp_avg_absmax"],
             block_size=block_size, **hp,
+        )  # fmt: skip
+
+    def _native_kernel(
+        self, lists: dict[str, list[Any]], hp: dict[str, Any], *, block_size: int
+    ) -> None:
+        numbers = lion8bit_hparams(
+            lr=hp["lr"], beta1=hp["beta1"], beta2=hp["beta2"], weight_decay=hp["weight_decay"]
+        )
+        _native.lion_step(
+            lists["params"], lists["grads"], lists["exp_avg_codes" if block_size else "exp_avg"],
+            hparams=numbers, maximize=hp["maximize"], block_size=block_size,
+            exp_avg_absmax=lists["exp_avg_absmax"],
         )  # fmt: skip
