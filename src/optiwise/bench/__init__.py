@@ -3,9 +3,12 @@
 ``run_sweep(SweepConfig(...), open_store(url))`` tunes each optimizer's LR, re-runs the best
 over seeds and records everything in a resumable store; ``write_report`` turns sweeps into a
 folder with ``index.md``, plots and a CSV of all runs.  See the README's "Benchmark" section.
+Importing it registers the workloads with real data as LR range test data sources
+(``optiwise find-lr --data fmnist-cnn``; :func:`workload_source`).
 """
 
 from optiwise.bench.data import DataUnavailableError, data_sources
+from optiwise.bench.lr_data import workload_source
 from optiwise.bench.protocol import (
     OptimizerResult,
     RunResult,
@@ -51,5 +54,6 @@ __all__ = [
     "run_sweep",
     "score_sweep",
     "train_run",
+    "workload_source",
     "write_report",
 ]

@@ -82,6 +82,11 @@ class Problem:
         with a Hessian-estimate step such as Sophia); ``None`` when the workload has none.
     position:
         Toys only: the current 2-D point, recorded as the trajectory.
+    criterion:
+        ``criterion(outputs, targets)``: the training loss of the model's outputs, so that
+        ``loss(model, (x, y)) == criterion(model(x), y)``; ``None`` for the toys.
+    val_data:
+        The whole validation split as ``(inputs, targets)`` tensors; ``None`` for the toys.
     """
 
     model: nn.Module
@@ -92,6 +97,8 @@ class Problem:
     data_name: str
     sampled_loss: Callable[[nn.Module, Batch], Tensor] | None = None
     position: Callable[[], tuple[float, float]] | None = None
+    criterion: Callable[[Tensor, Tensor], Tensor] | None = None
+    val_data: tuple[Tensor, Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -231,21 +238,30 @@ def _array_problem(
         return x_tr[idx], y_tr[idx]
 
     if dataset.classes:
-
-        def loss(m: nn.Module, batch: Batch) -> Tensor:
-            return F.cross_entropy(m(batch[0]), batch[1])
-
+        criterion: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy
         evaluate = _classification_eval(dataset.x_val, dataset.y_val, work.metric)
         sampled: Callable[[nn.Module, Batch], Tensor] | None = _sampled_ce
     else:
 
-        def loss(m: nn.Module, batch: Batch) -> Tensor:
-            return F.mse_loss(m(batch[0]).squeeze(-1), batch[1])
+        def criterion(out: Tensor, y: Tensor) -> Tensor:
+            return F.mse_loss(out.squeeze(-1), y)
 
         evaluate = _regression_eval(dataset.x_val, dataset.y_val, work.metric)
         sampled = None
+
+    def loss(m: nn.Module, batch: Batch) -> Tensor:
+        return criterion(m(batch[0]), batch[1])
+
     return Problem(
-        model, next_batch, loss, evaluate, dataset.source, dataset.name, sampled_loss=sampled
+        model,
+        next_batch,
+        loss,
+        evaluate,
+        dataset.source,
+        dataset.name,
+        sampled_loss=sampled,
+        criterion=criterion,
+        val_data=(dataset.x_val, dataset.y_val),
     )
 
 
@@ -315,9 +331,11 @@ def _char_problem(
         starts = torch.randint(0, len(train) - _CONTEXT - 1, (work.batch_size,), generator=gen)
         return windows(train, starts)
 
+    def criterion(logits: Tensor, targets: Tensor) -> Tensor:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
     def loss(m: nn.Module, batch: Batch) -> Tensor:
-        logits = m(batch[0])
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[1].reshape(-1))
+        return criterion(m(batch[0]), batch[1])
 
     # A fixed set of evenly spaced validation windows: every run sees the same ones.
     count = min(_VAL_WINDOWS, max(1, len(val) // _CONTEXT))
@@ -333,7 +351,15 @@ def _char_problem(
         return {"val_loss": nats, work.metric: nats / math.log(2)}
 
     return Problem(
-        model, next_batch, loss, evaluate, text.source, text.name, sampled_loss=_sampled_ce
+        model,
+        next_batch,
+        loss,
+        evaluate,
+        text.source,
+        text.name,
+        sampled_loss=_sampled_ce,
+        criterion=criterion,
+        val_data=(val_x, val_y),
     )
 
 
