@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from optiwise.cli import main
-from optiwise.lr_finder import DataSource, sweep_range
+from optiwise.lr_finder import DATA_SOURCES, DataSource, sweep_range
 
 FACTORY = "tests.test_lr_finder:regression_mlp"
 
@@ -154,3 +154,52 @@ def test_find_lr_without_a_model_needs_a_source_that_has_one(
     assert main(["find-lr", "--data", data, "--confirm", "0", "--plot", ""]) == 2
     err = capsys.readouterr().err
     assert match in err and len(err.strip().splitlines()) == 1
+
+
+def test_find_lr_on_the_char_transformer_workload_with_sgd(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("sklearn")
+    from optiwise.bench import data as bench_data
+
+    if not any(s.available for s in bench_data.data_sources() if s.name == "shakespeare"):
+        pytest.skip("no data source installed for shakespeare-char-gpt")
+    plot = tmp_path / "gpt.png"
+    kwargs = '{"batches": 10, "val_limit": 16, "limit": 2000}'
+    argv = ["find-lr", "--data", "shakespeare-char-gpt", "--data-kwargs", kwargs]
+    argv += ["--optimizer", "sgd", "--num-steps", "10", "--confirm", "1", "--confirm-steps", "2"]
+    argv += ["--plot", str(plot), "--format", "json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["data"].startswith("shakespeare-char-gpt: GPT-style transformer")
+    assert "10 batches of 32" in out["data"] and "16 validation examples" in out["data"]
+    # SGD (Nesterov) over the language-transformer range of knowledge.py, widened
+    assert out["optimizer"] == "sgd"
+    assert out["start_lr"] == pytest.approx(sweep_range("sgd", "language_transformer")[0])
+    assert out["end_lr"] == pytest.approx(sweep_range("sgd", "language_transformer")[1])
+    # the workload's own character model: a fresh one starts near a uniform guess
+    model = DATA_SOURCES["shakespeare-char-gpt"](None, batches=1, val_limit=1, limit=2000).model
+    assert model is not None
+    vocab = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
+    assert out["losses"][0] == pytest.approx(math.log(vocab), rel=0.2)
+    assert out["score"] == "val_loss" and len(out["confirmations"]) == 1
+    assert out["plot"] == str(plot) and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ('{"batches": 0}', "Invalid batches: 0 (must be a positive int)"),
+        ('{"bogus": 1}', "unexpected keyword argument 'bogus'"),
+        ("[1]", "--data-kwargs must be a JSON object"),
+        ("{x", "--data-kwargs is not valid JSON"),
+    ],
+)
+def test_find_lr_bad_workload_data_kwargs_are_one_line_exit_2(
+    kwargs: str, match: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("sklearn")
+    argv = ["find-lr", "--data", "digits-mlp", "--data-kwargs", kwargs, "--confirm", "0"]
+    assert main([*argv, "--plot", ""]) == 2
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
