@@ -17,15 +17,17 @@ and scored on the mean final validation loss over them.  Runs are cached in a JS
 an interrupted benchmark resumes and a changed rule only trains its new LRs; range tests are
 cached under a hash of ``lr_finder.py``.
 
-    .venv/bin/python benchmarks/lr_finder_quality.py            # the full benchmark
-    .venv/bin/python benchmarks/lr_finder_quality.py --quick    # a smaller, faster check
+    .venv/bin/python benchmarks/lr_finder_quality.py                     # the full benchmark
+    .venv/bin/python benchmarks/lr_finder_quality.py --finder-seeds 0,6  # two range tests each
+    .venv/bin/python benchmarks/lr_finder_quality.py --quick             # a smaller check
 
 It writes the results as JSON (``--out``, default ``lr_finder_quality.json``) and the report
 with its markdown table next to it (``--table``, default ``--out`` with ``.md``), and prints
 the report.  The full benchmark trains 6 workloads x 2 optimizers, about 400 runs of
-200-500 steps on one thread: roughly 80 minutes from scratch on a shared 2-core machine,
-nearly all of it in ``fmnist-cnn`` and the two Shakespeare models (``--workloads`` picks a
-subset).  The report states the recorded compute of every case.
+200-500 steps on one thread: roughly 80 minutes from scratch on a shared 2-core machine
+(about 110 with ``--finder-seeds 0,6``, which shares the grid runs), nearly all of it in
+``fmnist-cnn`` and the two Shakespeare models; ``--quick`` takes about 12 minutes and
+``--workloads`` picks a subset.  The report states the recorded compute of every workload.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ QUICK = {
     "fmnist-cnn": Setting(60, 1, limit=2000),
     "shakespeare-char-lstm": Setting(60, 1),
 }
+FULL_SEEDS = max(s.seeds for s in FULL.values())
+QUICK_SEEDS = max(s.seeds for s in QUICK.values())
 # The range test: sweep steps, and the confirmation budget (runs x steps per run).
 FINDER = {
     "full": {"num_steps": 100, "confirm": 4, "confirm_steps": 50},
@@ -143,10 +147,11 @@ class Case:
         self.prefix = f"{name}|{self.data}|budget={setting.budget}|limit={setting.limit}"
         self.lrs: set[float] = set()  # every peak LR trained
         self.seconds: dict[str, float] = {}  # recorded compute time of each run used
+        self.finder_seconds = 0.0  # ... and of the range test
 
     @property
     def label(self) -> str:
-        return f"{self.work.name} / {self.optimizer}"
+        return f"{self.work.name} / {self.optimizer} (range test seed {self.finder_seed})"
 
     def losses(self, lr: float) -> list[float | None]:
         """Final validation loss of a run at peak LR ``lr`` for every seed (cached)."""
@@ -227,6 +232,7 @@ class Case:
     def evaluate(self, mode: str) -> dict[str, Any]:
         log(f"{self.label} ({self.data}, {self.setting.budget} steps, {self.setting.seeds} seeds)")
         found = self.finder(FINDER[mode])
+        self.finder_seconds = found["seconds"]
         grid = self.grid()
         best = min(grid, key=lambda r: (r["mean"], r["lr"]))
         rules: dict[str, Any] = {}
@@ -246,6 +252,7 @@ class Case:
         return {
             "workload": self.work.name,
             "optimizer": self.optimizer,
+            "finder_seed": self.finder_seed,
             "data": self.data,
             "budget": self.setting.budget,
             "seeds": list(range(1, self.setting.seeds + 1)),
@@ -279,9 +286,11 @@ def table(cases: list[dict[str, Any]]) -> str:
     """Markdown: per case, each rule's peak LR and its loss as a ratio to the grid's best."""
     head = ["case", "best grid LR (val loss)", *(LABELS[r] for r in RULES)]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    several = len({c["finder_seed"] for c in cases}) > 1
     for c in cases:
+        seed = f" (seed {c['finder_seed']})" if several else ""
         cells = [
-            f"{c['workload']} / {c['optimizer']}",
+            f"{c['workload']} / {c['optimizer']}{seed}",
             f"{c['best']['lr']:.3g} ({c['best']['mean']:.3f})",
         ]
         for r in RULES:
@@ -323,6 +332,25 @@ def summarize(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def compute_seconds(cases: Sequence[Case]) -> float:
+    """Recorded compute of the cases' range tests and of their runs, each run counted once
+    (the grid's runs are shared by the range-test seeds of a workload and optimizer)."""
+    runs: dict[str, float] = {}
+    for case in cases:
+        runs.update(case.seconds)
+    return sum(case.finder_seconds for case in cases) + sum(runs.values())
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of ints: {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"need distinct seeds >= 0, got {text!r}")
+    return seeds
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 workloads, shorter runs")
@@ -335,10 +363,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument(
-        "--finder-seed",
-        type=int,
-        default=0,
-        help="seed of the range test's model and batches (training runs use seeds 1..S)",
+        "--finder-seeds",
+        type=_seed_list,
+        default=[0],
+        help="comma-separated seeds of the range test's model and batches, one set of cases "
+        "each (default 0; training runs use seeds 1..S, which the range test must not share)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -351,23 +380,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names if n not in settings]
     if unknown:
         parser.error(f"unknown workload(s) {unknown}; choose from {', '.join(settings)}")
+    for n in names:
+        shared = [seed for seed in args.finder_seeds if 1 <= seed <= settings[n].seeds]
+        if shared:  # the range test would start from a training run's model and batches
+            parser.error(
+                f"range-test seed(s) {shared} are also training seeds of {n} "
+                f"(1..{settings[n].seeds}); use 0 or seeds above {max(FULL_SEEDS, QUICK_SEEDS)}"
+            )
     cache = Cache(Path(args.cache))
     t0 = time.perf_counter()
-    cases = [
-        Case(name, opt, settings[name], cache, args.finder_seed).evaluate(mode)
+    runs = [
+        Case(name, opt, settings[name], cache, seed)
+        for seed in args.finder_seeds
         for name in names
         for opt in args.optimizers.split(",")
     ]
+    cases = [case.evaluate(mode) for case in runs]
     finder = FINDER[mode]
     confirm, confirm_steps = finder["confirm"], finder["confirm_steps"]
     summary = summarize(cases)
-    compute = sum(c["compute_seconds"] for c in cases)
+    compute = compute_seconds(runs)
     result: dict[str, Any] = {
         "mode": mode,
         "band": BAND,
         "settings": {n: dataclasses.asdict(settings[n]) for n in names},
         "finder": {
-            "seed": args.finder_seed,
+            "seeds": args.finder_seeds,
             "sweep_steps": finder["num_steps"],
             "confirm_runs": confirm,
             "confirm_steps_per_run": confirm_steps,
@@ -375,6 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "cases": cases,
         "summary": summary,
+        "summary_by_seed": {
+            seed: summarize([c for c in cases if c["finder_seed"] == seed])
+            for seed in args.finder_seeds
+        },
         "compute_seconds": compute,
         "seconds": time.perf_counter() - t0,
     }
@@ -390,12 +432,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     for n in names:
         s = settings[n]
         limit = f", {s.limit} training examples" if s.limit else ""
-        spent = sum(c["compute_seconds"] for c in cases if c["workload"] == n)
+        spent = compute_seconds([case for case in runs if case.work.name == n])
         lines.append(
             f"- {n}: {s.budget} steps per run, seeds 1..{s.seeds}{limit}; "
             f"compute {spent / 60:.1f} min"
         )
     lines += ["", table(cases), ""]
+    if len(args.finder_seeds) > 1:
+        for seed, per_rule in result["summary_by_seed"].items():
+            counts = ", ".join(
+                f"{LABELS[r]} {v['within']}/{v['cases']}" for r, v in per_rule.items()
+            )
+            lines.append(f"- range test seed {seed}, within 10%: {counts}")
+        lines.append("")
     lines.append(
         f"Compute from scratch: {compute / 60:.1f} min (the recorded time of every range test "
         f"and training run above, {args.threads} thread(s)); this invocation: "
