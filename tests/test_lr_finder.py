@@ -742,3 +742,32 @@ def test_synthetic_regression_fits_the_model_and_leaves_the_rng_alone() -> None:
     assert a.val is not None and "synthetic regression" in a.description
     with pytest.raises(ValueError, match="pass features and outputs"):
         synthetic_regression(nn.Sequential(nn.Conv2d(1, 2, 3)))
+
+
+def test_register_data_source_adds_a_name_and_refuses_bad_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from optiwise import lr_finder
+
+    monkeypatch.setattr(lr_finder, "_DATA_SOURCES", dict(lr_finder._DATA_SOURCES))
+    monkeypatch.setattr(
+        lr_finder, "DATA_SOURCES", lr_finder.MappingProxyType(lr_finder._DATA_SOURCES)
+    )
+    lr_finder.register_data_source("regression", synthetic_regression)
+    assert lr_finder.DATA_SOURCES["regression"] is synthetic_regression
+    with pytest.raises(ValueError, match="Invalid data source name: ''"):
+        lr_finder.register_data_source("", synthetic_regression)
+    with pytest.raises(ValueError, match="factory must be callable"):
+        lr_finder.register_data_source("x", 3)  # type: ignore[arg-type]
+    assert set(lr_finder.DATA_SOURCES) == set(lr_finder._DATA_SOURCES)
+    assert "x" not in lr_finder.DATA_SOURCES and "" not in lr_finder.DATA_SOURCES
+
+
+def test_synthetic_regression_carries_its_model_and_needs_one_or_sizes() -> None:
+    model = regression_mlp()
+    assert synthetic_regression(model, samples=8).model is model
+    with pytest.raises(ValueError, match="none was given"):
+        synthetic_regression(None)
+    src = synthetic_regression(None, features=3, outputs=2, samples=8, batch_size=4)
+    assert src.model is None and src.task is None
+    assert [tuple(x.shape) + tuple(y.shape) for x, y in src.train] == [(4, 3, 4, 2)] * 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -434,9 +435,18 @@ def _amp_arg(text: str) -> str:
     return text.lower()
 
 
+def _takes_keyword(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+
+
 def _cmd_find_lr(args: argparse.Namespace) -> int:
     import torch
 
+    import optiwise.bench  # noqa: F401  (registers the benchmark workloads as data sources)
     from optiwise.lr_finder import DATA_SOURCES, DataSource, find_lr
 
     if args.plot and not args.plot.lower().endswith(".png"):
@@ -452,10 +462,18 @@ def _cmd_find_lr(args: argparse.Namespace) -> int:
             f"{', '.join(sorted(DATA_SOURCES))} or package.module:function"
         )
     torch.manual_seed(args.seed)
-    model = _load_model(args.model, args.model_kwargs)
-    source = source_factory(model, **data_kwargs)
+    if args.model is not None:
+        model = _load_model(args.model, args.model_kwargs)
+        source = source_factory(model, **data_kwargs)
+    else:  # the data source brings its model, built from --seed when it takes one
+        seeded = {"seed": args.seed} if _takes_keyword(source_factory, "seed") else {}
+        source = source_factory(None, **{**seeded, **data_kwargs})
     if not isinstance(source, DataSource):
         raise UsageError(f"--data {args.data!r} returned {type(source).__name__}, not a DataSource")
+    if args.model is None:
+        if source.model is None:
+            raise UsageError(f"--data {args.data!r} brings no model; give --model")
+        model = source.model
     result = find_lr(
         model,
         source.loss_fn,
@@ -468,7 +486,7 @@ def _cmd_find_lr(args: argparse.Namespace) -> int:
         accumulation=args.accumulation,
         amp=args.amp,
         val_data=source.val,
-        task=args.task,
+        task=args.task if args.task is not None else source.task,
         confirm=args.confirm,
         confirm_steps=args.confirm_steps,
         progress=sys.stderr.isatty(),
@@ -798,16 +816,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="LR range test on a model: curve, suggestions and a recommended LR, with a plot",
     )
     p.add_argument(
-        "--model", required=True, metavar="MODULE:FUNCTION", help="model factory to import"
+        "--model",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="model factory to import (default: the data source's own model, which the "
+        "benchmark workloads have)",
     )
     p.add_argument("--model-kwargs", metavar="JSON", default=None, help="factory arguments")
     p.add_argument("--optimizer", default="adamw", help="registry name (default adamw)")
-    p.add_argument("--task", choices=knowledge.TASKS, default=None, help="task family")
+    p.add_argument(
+        "--task",
+        choices=knowledge.TASKS,
+        default=None,
+        help="task family (default: the data source's, e.g. a benchmark workload's)",
+    )
     p.add_argument(
         "--data",
         default="synthetic",
         metavar="NAME|MODULE:FUNCTION",
-        help="data source: a registered name (synthetic) or a factory(model, **kwargs) "
+        help="data source: synthetic, a benchmark workload (digits-mlp, fmnist-cnn, "
+        "shakespeare-char-gpt, ...; see optiwise bench --list) or a factory(model, **kwargs) "
         "returning optiwise.lr_finder.DataSource",
     )
     p.add_argument("--data-kwargs", metavar="JSON", default=None, help="data source arguments")

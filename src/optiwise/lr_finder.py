@@ -1143,22 +1143,48 @@ def _pick(
 
 @dataclass(frozen=True)
 class DataSource:
-    """Training and validation batches with their loss, for ``optiwise find-lr``."""
+    """Training and validation batches with their loss, for ``optiwise find-lr``.
+
+    Attributes
+    ----------
+    train, val:
+        Batches of ``(inputs, targets)``; ``val`` may be ``None``.
+    loss_fn:
+        ``loss_fn(model(inputs), targets) -> scalar tensor``.
+    description:
+        One line: what the data are.
+    model:
+        The model the batches are for: the one the factory was given, or the source's own
+        when it was given ``None`` and has one (the benchmark workloads do).
+    task:
+        The task family whose optimizer defaults and LR range fit the data, when known.
+    """
 
     train: Iterable[Any]
     val: Iterable[Any] | None
     loss_fn: LossFn
     description: str
+    model: nn.Module | None = None
+    task: str | None = None
 
 
 DataSourceFactory = Callable[..., DataSource]
 _DATA_SOURCES: dict[str, DataSourceFactory] = {}
 DATA_SOURCES: Mapping[str, DataSourceFactory] = MappingProxyType(_DATA_SOURCES)
-"""Named data sources: ``factory(model, **kwargs) -> DataSource``."""
+"""Named data sources: ``factory(model, **kwargs) -> DataSource``.  ``synthetic`` is always
+there; importing :mod:`optiwise.bench` adds the benchmark's real workloads by name."""
 
 
 def register_data_source(name: str, factory: DataSourceFactory) -> None:
-    """Make ``factory(model, **kwargs) -> DataSource`` available under ``name``."""
+    """Make ``factory(model, **kwargs) -> DataSource`` available under ``name``.
+
+    ``model`` is the model to test, or ``None`` for a source that builds its own (it puts
+    it in :attr:`DataSource.model`).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"Invalid data source name: {name!r} (must be a non-empty string)")
+    if not callable(factory):
+        raise ValueError(f"data source {name!r}: factory must be callable, got {factory!r}")
     _DATA_SOURCES[name] = factory
 
 
@@ -1170,7 +1196,7 @@ def _linear_shapes(model: nn.Module) -> tuple[int | None, int | None]:
 
 
 def synthetic_regression(
-    model: nn.Module,
+    model: nn.Module | None,
     *,
     features: int | None = None,
     outputs: int | None = None,
@@ -1185,10 +1211,15 @@ def synthetic_regression(
     ``features`` and ``outputs`` default to the model's first and last ``nn.Linear``.  The
     data come from their own seeded generator; the global RNG is not touched.
     """
-    in_f, out_f = _linear_shapes(model)
+    in_f, out_f = _linear_shapes(model) if model is not None else (None, None)
     features = features if features is not None else in_f
     outputs = outputs if outputs is not None else out_f
     if features is None or outputs is None:
+        if model is None:
+            raise ValueError(
+                "the synthetic regression task is sized from a model, and none was given: "
+                "pass the model (or features and outputs)"
+            )
         raise ValueError(
             f"cannot tell the input/output sizes of {type(model).__name__} (it has no "
             "nn.Linear); pass features and outputs"
@@ -1218,6 +1249,7 @@ def synthetic_regression(
         nn.MSELoss(),
         f"synthetic regression: {samples} samples of {features} features -> {outputs} "
         f"outputs (random tanh teacher, noise {noise}), batch {batch_size}",
+        model=model,
     )
 
 

@@ -4,11 +4,14 @@
 over seeds and records everything in a resumable store; ``write_report`` turns sweeps into a
 folder with ``index.md``, plots and a CSV of all runs.  See the README's "Benchmark" section.
 ``run_demo(DemoConfig())`` and ``write_demo_report`` are ``optiwise demo``: a recipe against
-two naive setups (the README's "The demo").
+two naive setups (the README's "The demo"). Importing it registers the workloads with real
+data as LR range test data sources (``optiwise find-lr --data fmnist-cnn``;
+:func:`workload_source`).
 """
 
 from optiwise.bench.data import DataUnavailableError, data_sources
 from optiwise.bench.demo import DemoConfig, DemoResult, run_demo, write_demo_report
+from optiwise.bench.lr_data import workload_source
 from optiwise.bench.protocol import (
     OptimizerResult,
     RunResult,
@@ -59,6 +62,7 @@ __all__ = [
     "score_sweep",
     "train_problem",
     "train_run",
+    "workload_source",
     "write_demo_report",
     "write_report",
 ]

@@ -344,9 +344,11 @@ def _char_problem(
         starts = torch.randint(0, len(train) - _CONTEXT - 1, (work.batch_size,), generator=gen)
         return windows(train, starts)
 
+    def criterion(logits: Tensor, targets: Tensor) -> Tensor:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
     def loss(m: nn.Module, batch: Batch) -> Tensor:
-        logits = m(batch[0])
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[1].reshape(-1))
+        return criterion(m(batch[0]), batch[1])
 
     # A fixed set of evenly spaced validation windows: every run sees the same ones.
     count = min(_VAL_WINDOWS, max(1, len(val) // _CONTEXT))
@@ -362,7 +364,15 @@ def _char_problem(
         return {"val_loss": nats, work.metric: nats / math.log(2)}
 
     return Problem(
-        model, next_batch, loss, evaluate, text.source, text.name, sampled_loss=_sampled_ce
+        model,
+        next_batch,
+        loss,
+        evaluate,
+        text.source,
+        text.name,
+        sampled_loss=_sampled_ce,
+        criterion=criterion,
+        val_data=(val_x, val_y),
     )
 
 
