@@ -86,13 +86,13 @@ class Problem:
         Number of training examples (``None`` for the toys and the text workloads, whose
         batches are drawn at random positions).
     val_data:
-        Supervised workloads on arrays: the validation ``(inputs, targets)`` that
-        ``evaluate`` scores, for tools that need the batches themselves (the LR range test's
-        confirmation runs); ``None`` elsewhere.
+        The validation ``(inputs, targets)`` that ``evaluate`` scores, for tools that need
+        the batches themselves (the LR range test's confirmation runs); ``None`` for the
+        toys.
     criterion:
-        Supervised workloads on arrays: ``criterion(outputs, targets)``, the training loss
-        as a function of the model's outputs (``loss`` is ``criterion(model(x), y)``), the
-        form :func:`optiwise.find_lr` takes; ``None`` elsewhere.
+        ``criterion(outputs, targets)``, the training loss as a function of the model's
+        outputs (``loss`` is ``criterion(model(x), y)``), the form :func:`optiwise.find_lr`
+        takes; ``None`` for the toys.
     """
 
     model: nn.Module
@@ -240,6 +240,17 @@ def _sampled_ce(model: nn.Module, batch: Batch) -> Tensor:
     return F.cross_entropy(flat, sampled)
 
 
+def _criterion_loss(
+    criterion: Callable[[Tensor, Tensor], Tensor],
+) -> Callable[[nn.Module, Batch], Tensor]:
+    """``loss(model, (x, y)) = criterion(model(x), y)``."""
+
+    def loss(m: nn.Module, batch: Batch) -> Tensor:
+        return criterion(m(batch[0]), batch[1])
+
+    return loss
+
+
 def _array_problem(
     work: Workload, seed: int, dataset: bench_data.ArrayData, model: nn.Module
 ) -> Problem:
@@ -261,8 +272,7 @@ def _array_problem(
         evaluate = _regression_eval(dataset.x_val, dataset.y_val, work.metric)
         sampled = None
 
-    def loss(m: nn.Module, batch: Batch) -> Tensor:
-        return criterion(m(batch[0]), batch[1])
+    loss = _criterion_loss(criterion)
 
     return Problem(
         model,
@@ -347,8 +357,7 @@ def _char_problem(
     def criterion(logits: Tensor, targets: Tensor) -> Tensor:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
-    def loss(m: nn.Module, batch: Batch) -> Tensor:
-        return criterion(m(batch[0]), batch[1])
+    loss = _criterion_loss(criterion)
 
     # A fixed set of evenly spaced validation windows: every run sees the same ones.
     count = min(_VAL_WINDOWS, max(1, len(val) // _CONTEXT))
