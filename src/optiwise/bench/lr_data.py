@@ -78,6 +78,8 @@ def workload_source(
     limit:
         Training examples to draw from (as :meth:`Workload.build`); ``None`` for all.
 
+    Notes
+    -----
     The global torch RNG is left as it was.
     """
     work = get_workload(workload) if isinstance(workload, str) else workload

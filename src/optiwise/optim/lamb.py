@@ -85,7 +85,7 @@ class LAMB(OptiwiseOptimizer):
     foreach:
         Use the multi-tensor path (``_foreach`` ops).
     fused:
-        Use the compiled path (see "Fused optimizer steps" in the README): two passes over
+        Use the compiled path (see docs/performance.md): two passes over
         memory, the first updating the moments and summing ``u^2`` and ``w^2`` per tensor,
         the second applying ``lr r u`` with the trust ratio computed on the device in
         between. Needs ``eps > 0``. ``None`` (with ``foreach=None``) picks it on CPU and CUDA

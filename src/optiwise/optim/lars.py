@@ -75,7 +75,7 @@ class LARS(OptiwiseOptimizer):
     foreach:
         Use the multi-tensor path (``_foreach`` ops).
     fused:
-        Use the compiled path (see "Fused optimizer steps" in the README): one pass over
+        Use the compiled path (see docs/performance.md): one pass over
         memory sums ``w^2`` and ``g^2`` per tensor, the trust ratios are computed on the
         device, a second pass applies the step (groups without adaptation skip the
         first). ``None`` (with ``foreach=None``) picks it on CPU and CUDA for groups of at

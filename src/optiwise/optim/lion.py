@@ -44,7 +44,7 @@ class Lion(OptiwiseOptimizer):
     foreach:
         Use the multi-tensor path (``_foreach`` ops).
     fused:
-        Use the compiled one-pass path (see "Fused optimizer steps" in the README). With
+        Use the compiled one-pass path (see docs/performance.md). With
         ``fused=None`` and ``foreach=None`` (the defaults) the step picks, per param group,
         the fused path on CPU and CUDA for groups of at least 2^20 elements, else the
         multi-tensor path on CUDA and the per-tensor path on CPU.

@@ -91,7 +91,7 @@ class ScheduleFreeAdamW(OptiwiseOptimizer):
     foreach:
         Use the multi-tensor path (``_foreach`` ops).
     fused:
-        Use the compiled one-pass path (see "Fused optimizer steps" in the README).
+        Use the compiled one-pass path (see docs/performance.md).
         ``None`` (with ``foreach=None``) picks it on CPU and CUDA for groups of at least
         2^20 elements, else the multi-tensor path on CUDA and the per-tensor path on CPU.
 

@@ -238,8 +238,8 @@ class SophiaG(OptiwiseOptimizer):
     foreach:
         Use the multi-tensor path (``_foreach`` ops).
     fused:
-        Use the compiled one-pass path for :meth:`step` (see "Fused optimizer steps" in the
-        README; ``update_hessian`` stays eager: it runs every ``k`` steps). ``None`` (with
+        Use the compiled one-pass path for :meth:`step` (see docs/performance.md;
+        ``update_hessian`` stays eager: it runs every ``k`` steps). ``None`` (with
         ``foreach=None``) picks it on CPU and CUDA for groups of at least 2^20 elements,
         else the multi-tensor path on CUDA and the per-tensor path on CPU.
 
