@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -425,3 +426,36 @@ def test_lookahead_from_the_registry_resumes_exactly(tmp_path: Path, inner: str)
     assert states_equal(model.state_dict(), twin.state_dict())
     assert states_equal(opt.state_dict(), opt2.state_dict())
     assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+
+
+def test_empty_random_and_object_files_each_get_their_own_error(tmp_path: Path) -> None:
+    model = mlp()
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty \(0 bytes\)"):
+        load_checkpoint(tmp_path / "empty.pt", model=model)
+    (tmp_path / "noise.pt").write_bytes(random.Random(0).randbytes(4096))
+    with pytest.raises(ValueError, match="not a torch checkpoint") as info:
+        read_checkpoint(tmp_path / "noise.pt")
+    assert "Python objects" not in str(info.value) and "4096 bytes" in str(info.value)
+    (tmp_path / "text.pt").write_text("epoch: 3\n")
+    with pytest.raises(ValueError, match="not a complete torch checkpoint"):
+        read_checkpoint(tmp_path / "text.pt")
+    torch.save({"obj": Unsafe(str(tmp_path / "marker"))}, tmp_path / "o.pt")
+    with pytest.raises(ValueError, match=r"Python objects .*\(Unsupported global: GLOBAL "):
+        read_checkpoint(tmp_path / "o.pt")
+    assert not (tmp_path / "marker").exists()
+
+
+def test_checkpoint_file_mode_follows_the_umask_and_an_existing_file(tmp_path: Path) -> None:
+    model = mlp()
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "a.pt", model=model)
+        assert path.stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        assert save_checkpoint(tmp_path / "b.pt", model=model).stat().st_mode & 0o777 == 0o600
+        path.chmod(0o640)
+        save_checkpoint(path, model=model)  # overwriting keeps the file's mode
+        assert path.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)

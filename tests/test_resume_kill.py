@@ -97,3 +97,4 @@ def test_sigkill_during_a_save_keeps_the_previous_checkpoint(
     lines = run_to_end(tmp_path)
     assert lines[0] == "resumed at step 4" and "done" in lines
     assert states_equal(uninterrupted, final_state(tmp_path))
+    assert not leftovers[0].exists()  # the next save removed the killed one's temporary

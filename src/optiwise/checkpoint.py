@@ -320,34 +320,61 @@ def save_checkpoint(
 # ------------------------------------------------------------------------------------------
 
 
-def _unsupported_global(exc: BaseException) -> str:
-    for line in str(exc).splitlines():
-        if "Unsupported global" in line:
-            return line.strip().split(" was not an allowed global")[0]
-    return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type when there is none)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {lines[0].split('. ')[0][:200]}"
+
+
+def _unpickler_error(exc: BaseException) -> str:
+    """What torch's weights-only unpickler objected to (``Unsupported global: GLOBAL
+    module.name``, ``Unsupported operand 244``...), else the message's first line."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            rest = line.split("WeightsUnpickler error:", 1)[1].strip()
+            following = [x for x in lines[i + 1 :] if x]
+            reason = rest or (following[0] if following else "")
+            if reason:
+                return reason.split(" was not an allowed global")[0][:200]
+    return _first_line(exc)
 
 
 def read_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)`` and check its form.
 
     Raises a ValueError for a file holding arbitrary Python objects (it is never unpickled),
-    a truncated or foreign file, or a checkpoint from a newer optiwise.
+    an empty, truncated or foreign file, or a checkpoint from a newer optiwise.
     """
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"no checkpoint at {file}")
+    size = file.stat().st_size
+    if size == 0:
+        raise ValueError(
+            f"cannot read {file}: the file is empty (0 bytes), not a checkpoint "
+            "(save_checkpoint never leaves one: it writes a temporary file and renames it into "
+            "place); use an earlier checkpoint or start afresh"
+        )
     try:
         payload = torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        reason = _unpickler_error(exc)
+        if reason.startswith("Unsupported global"):
+            raise ValueError(
+                f"refusing to load {file}: it holds Python objects other than tensors and "
+                f"plain containers ({reason}); optiwise never runs code from a checkpoint file"
+            ) from None
         raise ValueError(
-            f"refusing to load {file}: it holds Python objects other than tensors and plain "
-            f"containers ({_unsupported_global(exc)}); optiwise never runs code from a "
-            "checkpoint file"
+            f"cannot read {file} ({size} bytes): not a torch checkpoint (neither torch.save's "
+            f"zip format nor a pickle torch can read: another format, or corrupted) ({reason})"
         ) from None
     except Exception as exc:
         raise ValueError(
-            f"cannot read {file}: not a complete torch checkpoint (truncated or another "
-            f"format?): {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+            f"cannot read {file} ({size} bytes): not a complete torch checkpoint (truncated "
+            f"or another format?): {_first_line(exc)}"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(
