@@ -61,6 +61,19 @@ def test_schedule_wsd_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert "step 50: 1" in capsys.readouterr().out
 
 
+def test_schedule_of_a_huge_run_is_sampled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = tmp_path / "big.png"
+    argv = ["schedule", "warmup_cosine", "--total-steps", "100000000000", "--warmup", "0.05"]
+    assert main([*argv, "--min-lr-ratio", "0.1", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "100000000000 steps, peak 1, final 0.1 (sampled at" in out
+    assert "step 50000000000: 0.5872" in out and png.stat().st_size > 0
+    assert main(["schedule", "cosine", "--total-steps", "100000000000"]) == 2
+    assert "total_steps=100000000000 is too many" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv, match",
     [

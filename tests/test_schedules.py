@@ -9,7 +9,7 @@ import torch
 from torch.optim import lr_scheduler as tls
 
 from optiwise import create_scheduler, lr_curve
-from optiwise.schedules import SCHEDULES, resolve_warmup
+from optiwise.schedules import MAX_CURVE_STEPS, SCHEDULES, lr_samples, resolve_warmup
 
 BASES = (0.1, 0.025)  # two param groups with different base LRs
 T, W = 40, 6
@@ -288,3 +288,61 @@ def test_bad_input(call: Callable, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call(opt)
     assert [g["lr"] for g in opt.param_groups] == list(BASES)
+
+
+OURS = {
+    "warmup_cosine": {"warmup": 7, "min_lr_ratio": 0.1},
+    "warmup_linear": {"warmup": 0.1},
+    "warmup_poly": {"warmup": 5, "power": 2.0},
+    "wsd": {"warmup": 5, "decay": 0.3, "cooldown": "cosine"},
+    "inverse_sqrt": {"warmup": 9},
+    "warmup_constant": {"warmup": 4},
+}
+
+
+@pytest.mark.parametrize("name", sorted(OURS))
+def test_closed_form_curve_equals_stepping_the_scheduler(name: str) -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.3)
+    sched = create_scheduler(name, opt, total_steps=120, **OURS[name])
+    stepped = []
+    for _ in range(120):
+        stepped.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lr_curve(name, total_steps=120, lr=0.3, **OURS[name]) == pytest.approx(stepped)
+    steps, lrs = lr_samples(name, total_steps=120, points=16, lr=0.3, **OURS[name])
+    assert steps[0] == 0 and steps[-1] == 119 and len(steps) < 120
+    assert lrs == pytest.approx([stepped[t] for t in steps])
+    assert max(lrs) == pytest.approx(max(stepped))  # the warmup's end is always sampled
+
+
+def test_samples_of_a_run_too_long_to_step_through() -> None:
+    total, warm = 10**11, 5 * 10**9
+    steps, lrs = lr_samples(
+        "warmup_cosine", total_steps=total, warmup=0.05, min_lr_ratio=0.1, include=[total // 3]
+    )
+    assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == total - 1
+    assert {warm - 1, warm, total // 3} <= set(steps) and len(steps) <= 2048 + 3
+    assert max(lrs) == 1.0 and lrs[-1] == pytest.approx(0.1)
+    p = (total // 3 - warm) / (total - warm)
+    assert lrs[steps.index(total // 3)] == pytest.approx(
+        0.1 + 0.9 * (1 + math.cos(math.pi * p)) / 2
+    )
+    wsd_steps, _ = lr_samples("wsd", total_steps=total, decay=0.2, points=10)
+    assert {total - total // 5 - 1, total - total // 5} <= set(wsd_steps)
+
+
+def test_long_runs_are_refused_with_the_value_where_they_cannot_be_sampled() -> None:
+    with pytest.raises(
+        ValueError, match=r"total_steps=100000000000 is too many for schedule 'cosine'"
+    ):
+        lr_samples("cosine", total_steps=10**11)
+    with pytest.raises(ValueError, match=r"total_steps=1000001 is too many steps to list"):
+        lr_curve("warmup_cosine", total_steps=MAX_CURVE_STEPS + 1)
+    steps, lrs = lr_samples("cosine", total_steps=5000, points=50, warmup=100)
+    full = lr_curve("cosine", total_steps=5000, warmup=100)
+    assert len(steps) == 52 and lrs == pytest.approx([full[t] for t in steps])
+    with pytest.raises(ValueError, match="Invalid step in include: 10"):
+        lr_samples("warmup_cosine", total_steps=10, include=[10])
+    with pytest.raises(ValueError, match="Invalid points: 1"):
+        lr_samples("warmup_cosine", total_steps=10, points=1)

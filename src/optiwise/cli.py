@@ -117,6 +117,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 _BARS = " ▁▂▃▄▅▆▇█"
 
 
+_PREVIEW_POINTS = 8192  # LRs sampled for `optiwise schedule` on runs longer than this
+
+
 def _sparkline(values: Sequence[float], width: int = 64) -> str:
     n = len(values)
     top = max(values) or 1.0
@@ -141,7 +144,7 @@ def _number(text: str) -> int | float:
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
-    from optiwise.schedules import lr_curve, plot_schedule
+    from optiwise.schedules import lr_samples, plot_schedule
 
     kwargs: dict[str, Any] = {}
     if args.min_lr_ratio is not None:
@@ -152,19 +155,30 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
         kwargs["cooldown"] = args.cooldown
     if args.power is not None:
         kwargs["power"] = args.power
-    lrs = lr_curve(
-        args.name, total_steps=args.total_steps, lr=args.lr, warmup=args.warmup, **kwargs
-    )
-    total = len(lrs)
+    total = args.total_steps
+    if total < 1:
+        raise UsageError(f"--total-steps {total}: must be >= 1")
     marks = sorted({0, total // 4, total // 2, 3 * total // 4, total - 1})
-    print(f"{args.name}: {total} steps, peak {max(lrs):.4g}, final {lrs[-1]:.4g}")
+    # Every step of a short run; a run of any length is sampled (closed form).
+    steps, lrs = lr_samples(
+        args.name,
+        total_steps=total,
+        points=_PREVIEW_POINTS,
+        include=marks,
+        lr=args.lr,
+        warmup=args.warmup,
+        **kwargs,
+    )
+    at = dict(zip(steps, lrs, strict=True))
+    sampled = "" if len(steps) == total else f" (sampled at {len(steps):,} steps)"
+    print(f"{args.name}: {total} steps, peak {max(lrs):.4g}, final {lrs[-1]:.4g}{sampled}")
     print(f"|{_sparkline(lrs)}|")
-    print("  ".join(f"step {m}: {lrs[m]:.4g}" for m in marks))
+    print("  ".join(f"step {m}: {at[m]:.4g}" for m in marks))
     if args.plot:
         path = plot_schedule(
             args.name,
             args.plot,
-            total_steps=args.total_steps,
+            total_steps=total,
             lr=args.lr,
             warmup=args.warmup,
             **kwargs,

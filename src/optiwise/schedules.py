@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +28,7 @@ from torch.optim import Optimizer
 from torch.optim import lr_scheduler as tls
 
 __all__ = [
+    "MAX_CURVE_STEPS",
     "SCHEDULES",
     "ConstantWithWarmup",
     "InverseSqrtWithWarmup",
@@ -37,6 +38,7 @@ __all__ = [
     "WarmupStableDecay",
     "create_scheduler",
     "lr_curve",
+    "lr_samples",
     "plot_schedule",
     "resolve_warmup",
 ]
@@ -433,6 +435,58 @@ def create_scheduler(
     return _with_warmup(optimizer, w, build)
 
 
+MAX_CURVE_STEPS = 1_000_000
+"""The most steps :func:`lr_curve` lists, and the most a torch scheduler is stepped through
+for :func:`lr_samples` (about 10 s on one CPU core)."""
+
+
+def _curve_scheduler(
+    name: str, total_steps: int, lr: float, warmup: int | float, kwargs: dict[str, Any]
+) -> tuple[Optimizer, tls.LRScheduler]:
+    import torch
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    return opt, create_scheduler(name, opt, total_steps=total_steps, warmup=warmup, **kwargs)
+
+
+def _stepped_lrs(
+    opt: Optimizer, sched: tls.LRScheduler, wanted: list[int], name: str, total_steps: int
+) -> list[float]:
+    """The LR at each (sorted, distinct) step of ``wanted``, by stepping ``sched``."""
+    last = wanted[-1] if wanted else -1
+    if last >= MAX_CURVE_STEPS:
+        raise ValueError(
+            f"total_steps={total_steps} is too many for schedule {name!r}: torch's schedulers "
+            f"have no closed form here, so step {last} means stepping through every step "
+            f"before it (at most {MAX_CURVE_STEPS:,}); use one of optiwise's schedules "
+            "(warmup_cosine, warmup_linear, wsd, warmup_poly, inverse_sqrt, warmup_constant), "
+            "which any run length can be sampled from, or lower total_steps"
+        )
+    out: list[float] = []
+    opt.step()  # once, so the scheduler's first step does not warn about the order
+    want = iter(wanted)
+    nxt = next(want, None)
+    for step in range(last + 1):
+        if step == nxt:
+            out.append(float(opt.param_groups[0]["lr"]))
+            nxt = next(want, None)
+        if step < last:
+            if isinstance(sched, tls.ReduceLROnPlateau):
+                sched.step(1.0)
+            else:
+                sched.step()
+    return out
+
+
+def _lrs_at(
+    opt: Optimizer, sched: tls.LRScheduler, steps: list[int], name: str, total_steps: int
+) -> list[float]:
+    if isinstance(sched, _FactorSchedule):  # closed form: any step, no stepping
+        base = float(sched.base_lrs[0])
+        return [base * sched.factor(t) for t in steps]
+    return _stepped_lrs(opt, sched, steps, name, total_steps)
+
+
 def lr_curve(
     name: str,
     *,
@@ -442,21 +496,68 @@ def lr_curve(
     **kwargs: Any,
 ) -> list[float]:
     """The LR of every step ``0 .. total_steps - 1`` that schedule ``name`` gives a single
-    param group starting at ``lr`` (for previews and plots; nothing is trained)."""
-    import torch
+    param group starting at ``lr`` (for previews and plots; nothing is trained).
 
-    param = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.SGD([param], lr=lr)
-    sched = create_scheduler(name, opt, total_steps=total_steps, warmup=warmup, **kwargs)
-    lrs: list[float] = []
-    for _ in range(total_steps):
-        lrs.append(float(opt.param_groups[0]["lr"]))
-        opt.step()
-        if isinstance(sched, tls.ReduceLROnPlateau):
-            sched.step(1.0)
-        else:
-            sched.step()
-    return lrs
+    At most :data:`MAX_CURVE_STEPS` steps; :func:`lr_samples` previews longer runs.
+    """
+    opt, sched = _curve_scheduler(name, total_steps, lr, warmup, kwargs)
+    if total_steps > MAX_CURVE_STEPS:
+        raise ValueError(
+            f"total_steps={total_steps} is too many steps to list every LR of (at most "
+            f"{MAX_CURVE_STEPS:,}); use optiwise.schedules.lr_samples to sample the curve"
+        )
+    return _lrs_at(opt, sched, list(range(total_steps)), name, total_steps)
+
+
+def _knots(sched: tls.LRScheduler, warmup: int) -> set[int]:
+    """Steps where a schedule changes shape (warmup end, WSD cooldown start)."""
+    knots: set[int] = set()
+    if warmup:
+        knots |= {warmup - 1, warmup}
+    if isinstance(sched, WarmupStableDecay):
+        start = sched.total_steps - sched.decay_steps
+        knots |= {start - 1, start}
+    return knots
+
+
+def lr_samples(
+    name: str,
+    *,
+    total_steps: int,
+    points: int = 2048,
+    include: Sequence[int] = (),
+    lr: float = 1.0,
+    warmup: int | float = 0,
+    **kwargs: Any,
+) -> tuple[list[int], list[float]]:
+    """The LR of schedule ``name`` at ``points`` evenly spaced steps of a run of
+    ``total_steps`` (every step of a shorter run), for previews of runs of any length.
+
+    The first and last step, the steps where the schedule changes shape (the end of the
+    warmup, the start of a WSD cooldown) and the steps in ``include`` are always sampled.
+    optiwise's schedules are computed in closed form, for any ``total_steps``; torch's are
+    stepped through, at most :data:`MAX_CURVE_STEPS` steps (a longer run is a ValueError
+    naming it).
+
+    Returns
+    -------
+    steps, lrs:
+        The sampled steps, ascending, and the LR at each.
+    """
+    if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+        raise ValueError(f"Invalid points: {points!r} (must be an int >= 2)")
+    opt, sched = _curve_scheduler(name, total_steps, lr, warmup, kwargs)
+    for t in include:
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < total_steps:
+            raise ValueError(f"Invalid step in include: {t!r} (must be in [0, {total_steps}))")
+    if total_steps <= points:
+        steps = list(range(total_steps))
+    else:
+        grid = {round(i * (total_steps - 1) / (points - 1)) for i in range(points)}
+        knots = _knots(sched, resolve_warmup(warmup, total_steps))
+        extra = {t for t in knots | set(include) if 0 <= t < total_steps}
+        steps = sorted(grid | extra)
+    return steps, _lrs_at(opt, sched, steps, name, total_steps)
 
 
 def plot_schedule(
@@ -468,12 +569,15 @@ def plot_schedule(
     warmup: int | float = 0,
     **kwargs: Any,
 ) -> Path:
-    """Plot the LR of every step of schedule ``name`` to a PNG at ``path`` (atomically)."""
+    """Plot the LR of schedule ``name`` over a run of ``total_steps`` to a PNG at ``path``
+    (atomically): every step up to 4096 steps, else 4096 samples (:func:`lr_samples`)."""
     from optiwise._plotting import new_figure, save_figure
 
-    lrs = lr_curve(name, total_steps=total_steps, lr=lr, warmup=warmup, **kwargs)
+    steps, lrs = lr_samples(
+        name, total_steps=total_steps, points=4096, lr=lr, warmup=warmup, **kwargs
+    )
     fig, ax = new_figure()
-    ax.plot(range(len(lrs)), lrs, color="tab:blue", linewidth=1.8)
+    ax.plot(steps, lrs, color="tab:blue", linewidth=1.8)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
     details = ", ".join(f"{k}={v}" for k, v in kwargs.items())
@@ -481,6 +585,6 @@ def plot_schedule(
         f"{name} (warmup={warmup}, total={total_steps}{', ' + details if details else ''})"
     )
     ax.grid(alpha=0.3)
-    ax.set_xlim(0, max(1, len(lrs) - 1))
+    ax.set_xlim(0, max(1, total_steps - 1))
     ax.set_ylim(bottom=0)
     return save_figure(fig, path)
