@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from optiwise import knowledge
+from optiwise._progress import want_progress
 from optiwise._version import __version__
 
 __all__ = ["main"]
@@ -503,7 +504,7 @@ def _cmd_find_lr(args: argparse.Namespace) -> int:
         task=args.task if args.task is not None else source.task,
         confirm=args.confirm,
         confirm_steps=args.confirm_steps,
-        progress=sys.stderr.isatty(),
+        progress=want_progress(args.no_progress),
     )
     path = result.plot(args.plot) if args.plot else None
     if args.format == "json":
@@ -630,7 +631,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         sweeps = []
         try:
             for cfg in configs:
-                sweeps.append(run_sweep(cfg, store, progress=not args.no_progress))
+                sweeps.append(run_sweep(cfg, store, progress=want_progress(args.no_progress)))
         except KeyboardInterrupt:
             print(
                 f"optiwise bench: interrupted; finished runs are kept in {store.display_url} - run "
@@ -679,7 +680,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    progress = not args.no_progress and sys.stderr.isatty()
+    progress = want_progress(args.no_progress)
     result = run_demo(config, progress=progress, log=lambda text: print(text, flush=True))
     header, rows = summary_rows(result)
     print()
@@ -872,6 +873,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--plot", metavar="PNG", default="lr_finder.png", help="PNG to write ('' for none)"
     )
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (none unless on a terminal)"
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=_cmd_find_lr)
 
@@ -928,7 +932,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch intra-op threads (default: torch's; 1 is fastest for small models on a "
         "busy machine)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (none unless on a terminal)"
+    )
     p.set_defaults(func=_cmd_bench)
 
     # Defaults of None leave DemoConfig's own (importing it here would import torch and

@@ -22,7 +22,6 @@ import contextlib
 import copy
 import math
 import random
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from optiwise import knowledge
+from optiwise._progress import Progress
 from optiwise.optim.registry import canonical_name, create_optimizer, registry_name
 
 __all__ = [
@@ -814,10 +814,8 @@ def _sweep_lrs(start: float, end: float, n: int, mode: str) -> list[float]:
     return [start + (end - start) * i / (n - 1) for i in range(n)]
 
 
-def _progress(total: int, enabled: bool, desc: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc=desc, leave=False, file=sys.stderr)
+def _progress(total: int, enabled: bool, desc: str) -> Progress:
+    return Progress(total, desc, enabled=enabled, leave=False)
 
 
 def find_lr(

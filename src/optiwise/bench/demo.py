@@ -38,10 +38,11 @@ import torch
 
 from optiwise import knowledge
 from optiwise._io import atomic_dir, atomic_write_text
+from optiwise._progress import Progress
 from optiwise._version import __version__
 from optiwise.advisor import Recipe, recommend
 from optiwise.audit import Finding, audit
-from optiwise.bench.protocol import RunResult, _Progress, train_problem
+from optiwise.bench.protocol import RunResult, train_problem
 from optiwise.bench.report import _colors, _md_table, _num, check_out_dir
 from optiwise.bench.workloads import Problem, Workload, get_workload
 from optiwise.lr_finder import LRFinderResult, find_lr
@@ -412,7 +413,7 @@ class _Tracker:
     through ``log`` at every tenth of the steps; stage lines through ``log`` either way."""
 
     def __init__(self, bar: bool, total: int, desc: str, log: Log | None) -> None:
-        self.bar = _Progress(bar, total, 0, desc)
+        self.bar = Progress(total, desc, enabled=bar)
         self.log = log
         self.total = total
         self.done = 0
@@ -421,19 +422,14 @@ class _Tracker:
     def say(self, text: str) -> None:
         if self.log is None:
             return
-        if self.bar.bar is not None:
-            from tqdm.auto import tqdm
-
-            with tqdm.external_write_mode():
-                self.log(text)
-        else:
+        with self.bar.paused():
             self.log(text)
 
     def step(self) -> None:
         self.done += 1
-        self.bar.step()
+        self.bar.update()
         tenth = max(1, self.total // 10)
-        if self.bar.bar is None and self.done % tenth == 0 and self.done < self.total:
+        if not self.bar.active and self.done % tenth == 0 and self.done < self.total:
             self.say(
                 f"  {100 * self.done / self.total:.0f}% of {self.total} training steps, "
                 f"{time.perf_counter() - self.start:.0f} s"

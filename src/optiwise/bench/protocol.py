@@ -35,6 +35,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from optiwise import knowledge
+from optiwise._progress import Progress
 from optiwise.bench.store import RunRecord, Store
 from optiwise.bench.workloads import Problem, Target, Workload, get_workload
 from optiwise.optim.registry import (
@@ -729,38 +730,6 @@ def check_optimizers(
             )
 
 
-class _Progress:
-    """A tqdm bar over the sweep's training steps (silent when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, initial: int, desc: str) -> None:
-        self.bar: Any = None
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:  # progress is a convenience, never a requirement
-                return
-            self.bar = tqdm(
-                total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True
-            )
-
-    def grow(self, total: int) -> None:
-        if self.bar is not None and total > self.bar.total:
-            self.bar.total = total
-            self.bar.refresh()
-
-    def label(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix_str(text, refresh=True)
-
-    def step(self, n: int = 1) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def run_sweep(
     config: SweepConfig,
     store: Store,
@@ -790,7 +759,7 @@ def run_sweep(
     done, _ = _done_results(store, study)
     ours = _own_runs(cfg, done)
     total = max(_estimated_runs(cfg), ours)
-    bar = _Progress(progress, total * cfg.budget, ours * cfg.budget, workload.name)
+    bar = Progress(total * cfg.budget, workload.name, enabled=progress, initial=ours * cfg.budget)
     try:
         while True:
             done, _ = _done_results(store, study)
@@ -813,7 +782,7 @@ def _run_next(
     study: str,
     tasks: Sequence[Task],
     done: Mapping[str, RunResult],
-    bar: _Progress,
+    bar: Progress,
     on_run: Callable[[Task, RunResult], None] | None,
 ) -> bool:
     """Claim and run the first task no one else is running; ``False`` if there is none."""
@@ -840,7 +809,7 @@ def _execute(
     study: str,
     task: Task,
     lr: float,
-    bar: _Progress,
+    bar: Progress,
 ) -> RunResult:
     """Train a claimed task, beating the store's heartbeat; an exception or interrupt
     gives the run back to the store."""
@@ -851,7 +820,7 @@ def _execute(
 
     def on_step(step: int, loss: float) -> None:
         nonlocal shown, last_beat
-        bar.step(1)
+        bar.update(1)
         shown = step
         if time.monotonic() - last_beat > store.stale_after / 4:
             store.heartbeat(study, task.key)
@@ -870,5 +839,5 @@ def _execute(
     except BaseException:
         store.release(study, task.key)
         raise
-    bar.step(cfg.budget - shown)  # a diverged run stops early
+    bar.update(cfg.budget - shown)  # a diverged run stops early
     return result
