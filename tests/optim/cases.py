@@ -24,6 +24,7 @@ from optiwise.optim import (
     SophiaG,
     _native,
 )
+from optiwise.optim.multi import MultiOptimizer
 from tests.optim.demo_optimizer import DemoMomentum
 
 
@@ -209,3 +210,30 @@ if _native._compiler() is not None:
             foreach=False,
         ),
     ]
+
+# MultiOptimizer: Lion on the 2-D weights, AdamW on the rest, each group split by ndim
+
+
+def _lion_and_adamw(params: Any, **kw: Any) -> Optimizer:
+    items = list(params)
+    groups = items if isinstance(items[0], dict) else [{"params": items}]
+    mats: list[dict[str, Any]] = []
+    rest: list[dict[str, Any]] = []
+    for group in groups:
+        ps = list(group["params"])
+        extra = {k: v for k, v in group.items() if k != "params"}
+        for bucket, chosen in (
+            (mats, [p for p in ps if p.ndim == 2]),
+            (rest, [p for p in ps if p.ndim != 2]),
+        ):
+            if chosen:
+                bucket.append({**extra, "params": chosen})
+    children: dict[str, Optimizer] = {}
+    if mats:
+        children["lion"] = Lion(mats, **{"lr": 1e-3, "weight_decay": 0.1, **kw})
+    if rest:
+        children["adamw"] = torch.optim.AdamW(rest, **{"lr": 1e-2, **kw})
+    return MultiOptimizer(children)
+
+
+CASES += [Case("multi_lion_adamw", _lion_and_adamw)]

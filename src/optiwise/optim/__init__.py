@@ -5,6 +5,7 @@ from optiwise.optim.lars import LARS
 from optiwise.optim.lion import Lion
 from optiwise.optim.lookahead import Lookahead
 from optiwise.optim.memory import StateBytes, state_bytes
+from optiwise.optim.multi import MultiOptimizer
 from optiwise.optim.quantized import AdamW8bit, Lion8bit
 from optiwise.optim.registry import (
     OptimizerSpec,
@@ -26,6 +27,7 @@ __all__ = [
     "Lion",
     "Lion8bit",
     "Lookahead",
+    "MultiOptimizer",
     "OptimizerSpec",
     "RegistryEntry",
     "ScheduleFreeAdamW",
