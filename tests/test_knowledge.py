@@ -151,3 +151,16 @@ def test_naive_setups_build_the_optimizers_their_keys_name() -> None:
         assert opt.defaults["lr"] == spec["lr"]
     assert knowledge.NAIVE_SETUPS["adam"].value["lr"] == 1e-3
     assert knowledge.NAIVE_SETUPS["sgd_plain"].value["lr"] == 0.01
+
+
+@pytest.mark.parametrize("name", list_optimizers())
+def test_requirements_are_of_the_known_kinds(name: str) -> None:
+    fact = knowledge.get_info(name).extra.get("requires")
+    assert fact is None or fact.value in ("closure", "sparse_gradients", "2d_params")
+
+
+def test_torch_optimizers_with_requirements_say_so() -> None:
+    needs = {n: knowledge.get_info(n).extra["requires"].value for n in ("lbfgs", "sparse_adam")}
+    assert needs == {"lbfgs": "closure", "sparse_adam": "sparse_gradients"}
+    assert knowledge.get_info("muon_2d").extra["requires"].value == "2d_params"
+    assert "step(closure)" in knowledge.get_info("lbfgs").best_for.value

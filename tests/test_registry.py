@@ -6,7 +6,8 @@ from torch import nn
 
 import optiwise
 from optiwise import create_optimizer, get_spec, list_optimizers, resolve_optimizer
-from optiwise.optim.registry import canonical_name
+from optiwise.optim.registry import canonical_name, get_entry
+from tests.optim.harness import fitting_model, fitting_step
 
 
 def small() -> nn.Module:
@@ -45,6 +46,56 @@ def test_each_builds_and_steps(name: str) -> None:
     spec = get_spec(opt)
     assert spec is not None and spec.name == name
     assert "lr" in spec.filled and spec.filled["lr"].reason
+
+
+# torch.optim's optimizers with a requirement (knowledge extra["requires"]) or a single group
+MORE_TORCH_CLASSES = {
+    "adadelta": torch.optim.Adadelta,
+    "asgd": torch.optim.ASGD,
+    "rprop": torch.optim.Rprop,
+    "lbfgs": torch.optim.LBFGS,
+    "sparse_adam": torch.optim.SparseAdam,
+    "muon_2d": torch.optim.Muon,
+}
+
+
+def test_every_torch_optimizer_is_registered() -> None:
+    classes = {
+        obj
+        for obj in vars(torch.optim).values()
+        if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)
+        and obj is not torch.optim.Optimizer
+    }  # fmt: skip
+    registered = {get_entry(n).factory for n in list_optimizers()}
+    assert classes <= registered, classes - registered
+    assert set(TORCH_CLASSES.values()) | set(MORE_TORCH_CLASSES.values()) == classes
+
+
+@pytest.mark.parametrize("name", sorted(MORE_TORCH_CLASSES))
+def test_each_with_a_requirement_builds_and_steps(name: str) -> None:
+    model = fitting_model(name)
+    opt = create_optimizer(name, model)
+    assert type(opt) is MORE_TORCH_CLASSES[name]
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = [fitting_step(name, model, opt, t=0).item() for _ in range(3)]
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert losses[-1] < losses[0]
+    spec = get_spec(opt)
+    assert spec is not None and spec.name == name and spec.filled["lr"].reason
+
+
+def test_lbfgs_gets_one_group_with_the_knowledge_line_search() -> None:
+    opt = create_optimizer("lbfgs", small())
+    assert len(opt.param_groups) == 1 and len(opt.param_groups[0]["params"]) == 6
+    assert opt.param_groups[0]["line_search_fn"] == "strong_wolfe"
+    assert opt.param_groups[0]["history_size"] == 10
+    with pytest.raises(ValueError, match="single param group, so layer_decay and lr_mult"):
+        create_optimizer("lbfgs", small(), lr_mult={"0": 0.1})
+
+
+def test_muon_2d_refuses_a_model_with_vectors() -> None:
+    with pytest.raises(ValueError, match="Muon only supports 2D parameters"):
+        create_optimizer("muon_2d", small())
 
 
 def test_names_case_insensitive_and_aliases() -> None:

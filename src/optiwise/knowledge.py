@@ -896,6 +896,266 @@ _add(
     )
 )
 
+# torch.optim's other optimizers: closure-driven, sparse-only and 2-D-only ones say so in
+# extra["requires"] ("closure", "sparse_gradients" or "2d_params").
+
+_add(
+    OptimizerInfo(
+        name="asgd",
+        display="ASGD (averaged SGD)",
+        family=_f("sgd", "plain SGD with a decaying step and a running average of the iterates"),
+        paper="Polyak & Juditsky 1992, 'Acceleration of Stochastic Approximation by "
+        "Averaging'; step schedule from Bottou 2012, 'Stochastic Gradient Descent Tricks'",
+        settings={
+            "general": Setting(
+                hparams={
+                    "lr": _f(1e-2, "torch default; the step decays as lr / (1 + lambd lr t)^alpha"),
+                    "lambd": _f(1e-4, "decay term of the step schedule (torch default)"),
+                    "alpha": _f(0.75, "power of the step decay: Bottou 2012's 3/4 for ASGD"),
+                    "t0": _f(
+                        1e6,
+                        "averaging starts after t0 steps; torch's 1e6 means a shorter run never "
+                        "averages: lower it to the step where the loss plateaus",
+                    ),
+                    "weight_decay": _f(0.0, "coupled L2; the averaging already regularizes"),
+                },
+                lr_range=_f((1e-3, 1e-1), "plain SGD without momentum, as on linear models"),
+                reference_batch=_f(256, "typical mini-batch, as for SGD"),
+            ),
+        },
+        state_bytes=_f(4.0, "one fp32 running average of the weights (ax) plus 0-dim scalars"),
+        batch_scaling=_f("linear", "plain SGD: linear scaling rule (Goyal et al. 2017)"),
+        warmup=_f(False, "the step starts large and decays; no warmup in Bottou 2012"),
+        best_for=_f(
+            "convex problems (linear and logistic models) where the averaged iterate is the "
+            "answer; evaluate state['ax']",
+            "averaging reaches the optimal asymptotic rate of stochastic approximation "
+            "(Polyak & Juditsky 1992)",
+        ),
+        extra={
+            "averaged_weights": _f(
+                "ax",
+                "torch's ASGD keeps the average in state['ax'] and never writes it into the "
+                "parameters: copy it in to evaluate the averaged model",
+            ),
+        },
+    )
+)
+
+_add(
+    OptimizerInfo(
+        name="rprop",
+        display="Rprop",
+        family=_f("sign", "per-weight steps grown or shrunk by the sign agreement of gradients"),
+        paper="Riedmiller & Braun 1993, 'A Direct Adaptive Method for Faster Backpropagation "
+        "Learning: The RPROP Algorithm'",
+        settings={
+            "general": Setting(
+                hparams={
+                    "lr": _f(1e-2, "the initial per-weight step size (torch default)"),
+                    "etas": _f((0.5, 1.2), "Riedmiller & Braun 1993: shrink by 0.5, grow by 1.2"),
+                    "step_sizes": _f(
+                        (1e-6, 50.0), "Riedmiller & Braun 1993: steps kept in [1e-6, 50]"
+                    ),
+                },
+                lr_range=_f(
+                    (1e-4, 1e-1), "only the first step: Rprop adapts each weight's step from it"
+                ),
+                reference_batch=_f(
+                    256, "nominal: Rprop is meant for full-batch gradients, whatever their size"
+                ),
+            ),
+        },
+        state_bytes=_f(8.0, "the previous gradient and the per-weight step size, fp32"),
+        batch_scaling=_f("none", "the steps follow gradient signs, not the batch size"),
+        warmup=_f(False, "the per-weight steps start small and grow by themselves"),
+        best_for=_f(
+            "small networks trained on full-batch gradients",
+            "sign-agreement steps break under mini-batch noise, the reason RMSprop was "
+            "introduced (Tieleman & Hinton 2012)",
+        ),
+    )
+)
+
+_add(
+    OptimizerInfo(
+        name="lbfgs",
+        display="L-BFGS",
+        family=_f("second_order", "quasi-Newton: curvature from the last gradient differences"),
+        paper="Liu & Nocedal 1989, 'On the Limited Memory BFGS Method for Large Scale "
+        "Optimization'",
+        settings={
+            "general": Setting(
+                hparams={
+                    "lr": _f(1.0, "a quasi-Newton step has the natural scale 1 (torch default)"),
+                    "max_iter": _f(20, "up to 20 iterations per step(closure) (torch default)"),
+                    "history_size": _f(
+                        10,
+                        "3-20 correction pairs suffice (Nocedal & Wright 2006); scipy's "
+                        "L-BFGS-B keeps 10, where torch's 100 costs 800 bytes per parameter",
+                    ),
+                    "line_search_fn": _f(
+                        "strong_wolfe",
+                        "without a line search the fixed step can diverge on non-convex "
+                        "losses; strong Wolfe is L-BFGS's standard search (Nocedal & Wright 2006)",
+                    ),
+                },
+                lr_range=_f(
+                    (0.1, 1.0), "the line search scales the step; far below 1 L-BFGS crawls"
+                ),
+                reference_batch=_f(
+                    256, "nominal: L-BFGS needs full-batch (deterministic) gradients"
+                ),
+            ),
+        },
+        state_bytes=_f(
+            88.0,
+            "history_size=10 pairs of fp32 (s, y) vectors (80 bytes) plus the direction and "
+            "the previous gradient (8)",
+        ),
+        batch_scaling=_f("none", "full-batch method: the batch is the whole data set"),
+        warmup=_f(False, "the line search picks each step"),
+        best_for=_f(
+            "small deterministic problems: full-batch fits, physics-informed networks, style "
+            "transfer; it steps only as step(closure)",
+            "curvature pairs converge in far fewer iterations on smooth full-batch losses "
+            "(Liu & Nocedal 1989)",
+        ),
+        extra={
+            "requires": _f(
+                "closure",
+                "LBFGS.step re-evaluates the loss up to max_eval times: call it as "
+                "optimizer.step(closure)",
+            ),
+        },
+    )
+)
+
+_add(
+    OptimizerInfo(
+        name="sparse_adam",
+        display="SparseAdam",
+        family=_f("adaptive", "Adam whose moments are updated only where the gradient is"),
+        paper="Kingma & Ba 2015, with lazy row-wise updates (torch.optim.SparseAdam)",
+        settings={
+            "general": Setting(
+                hparams={
+                    "lr": _f(1e-3, "Adam's default (torch default)"),
+                    "betas": _ADAM_BETAS,
+                    "eps": _ADAM_EPS,
+                },
+                lr_range=_f((1e-5, 1e-2), "as Adam: a step of ~lr per touched coordinate"),
+                reference_batch=_f(256, "typical mini-batch, as for Adam"),
+            ),
+        },
+        state_bytes=_f(8.0, "two fp32 moment buffers; a step reads only the touched rows"),
+        batch_scaling=_f("sqrt", "adaptive method (Malladi et al. 2022)"),
+        warmup=_f(False, "rows are touched rarely, so early noisy steps stay local"),
+        best_for=_f(
+            "large embedding tables with sparse gradients (nn.Embedding(sparse=True)), "
+            "beside a dense optimizer for the rest (MultiOptimizer)",
+            "lazy updates touch only the looked-up rows: a step costs the rows used, not the table",
+        ),
+        extra={
+            "requires": _f(
+                "sparse_gradients",
+                "SparseAdam refuses dense gradients: give it only nn.Embedding(sparse=True) "
+                "weights and the rest to another optimizer",
+            ),
+        },
+    )
+)
+
+_add(
+    OptimizerInfo(
+        name="adadelta",
+        display="Adadelta",
+        family=_f("adaptive", "steps scaled by the ratio of RMS updates to RMS gradients"),
+        paper="Zeiler 2012, 'ADADELTA: An Adaptive Learning Rate Method'",
+        settings={
+            "general": Setting(
+                hparams={
+                    "lr": _f(1.0, "Zeiler 2012 has no global LR: 1 is the paper's method"),
+                    "rho": _f(0.95, "Zeiler 2012's decay on MNIST (torch defaults to 0.9)"),
+                    "eps": _f(1e-6, "Zeiler 2012 and torch default"),
+                    "weight_decay": _f(0.0, "coupled L2; rarely used with Adadelta"),
+                },
+                lr_range=_f((0.1, 2.0), "a multiplier of the unit-corrected step around 1"),
+                reference_batch=_f(256, "typical mini-batch"),
+            ),
+        },
+        state_bytes=_f(8.0, "running averages of squared gradients and squared updates"),
+        batch_scaling=_f("sqrt", "adaptive method"),
+        warmup=_f(False, "the update accumulator starts at zero, so early steps are small"),
+        best_for=_f(
+            "a historical LR-free method; prefer Prodigy when no LR can be tuned",
+            "unit-corrected steps need no global LR (Zeiler 2012), but Adam-family methods "
+            "with an estimated step train faster (Mishchenko & Defazio 2023)",
+        ),
+    )
+)
+
+_MUON_COMMON: dict[str, Any] = dict(
+    family=_f(
+        "orthogonalized",
+        "momentum SGD whose update matrix is orthogonalized by Newton-Schulz iterations",
+    ),
+    paper="Jordan et al. 2024, 'Muon: An optimizer for hidden layers in neural networks'; "
+    "Liu et al. 2025, 'Muon is Scalable for LLM Training'",
+)
+_MUON_HPARAMS: dict[str, Fact[Any]] = {
+    "momentum": _f(0.95, "Jordan et al. 2024: momentum 0.95 is usually fine"),
+    "nesterov": _f(True, "Jordan et al. 2024 use Nesterov momentum"),
+    "ns_steps": _f(5, "5 quintic Newton-Schulz iterations (Jordan et al. 2024)"),
+}
+
+_add(
+    OptimizerInfo(
+        name="muon_2d",
+        display="Muon (2-D parameters only)",
+        settings={
+            "general": Setting(
+                hparams={
+                    "lr": _f(
+                        0.02,
+                        "Jordan et al. 2024: 0.02 in spectral-norm units, with the original "
+                        "sqrt(max(1, A/B)) shape scaling",
+                    ),
+                    "weight_decay": _f(
+                        0.0,
+                        "Jordan et al.'s default; at scale Liu et al. 2025 add decoupled decay "
+                        "(use 'muon', which matches AdamW's)",
+                    ),
+                    **_MUON_HPARAMS,
+                },
+                lr_range=_f(
+                    (5e-3, 0.1), "the speedruns' spectral-norm LRs are 0.02-0.05 (Jordan et al.)"
+                ),
+                reference_batch=_f(
+                    256, "nominal: Muon's LRs are quoted per run, not per batch size"
+                ),
+            ),
+        },
+        state_bytes=_f(4.0, "one fp32 momentum buffer"),
+        batch_scaling=_f(
+            "sqrt", "treated like the Adam family: the orthogonal step has a set norm"
+        ),
+        warmup=_f(False, "the orthogonalized step has a bounded norm from the first step"),
+        best_for=_f(
+            "hidden weight matrices when the rest of the model has its own optimizer; 'muon' "
+            "routes a whole model",
+            "Jordan et al. 2024: embeddings, the head, norms and biases belong to AdamW",
+        ),
+        extra={
+            "requires": _f(
+                "2d_params",
+                "torch.optim.Muon refuses parameters that are not 2-D matrices",
+            ),
+        },
+        **_MUON_COMMON,
+    )
+)
+
 # --------------------------------------------------------------------------------------------
 # optiwise's own optimizers (optiwise.optim)
 # --------------------------------------------------------------------------------------------

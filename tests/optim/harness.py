@@ -162,3 +162,52 @@ def lr_per_step(
         return opt
 
     return build
+
+
+# --------------------------------------------------------------------------------------------
+# Registered optimizers with a requirement (knowledge extra["requires"])
+# --------------------------------------------------------------------------------------------
+
+
+def requirement(name: str) -> str | None:
+    """``"closure"``, ``"sparse_gradients"``, ``"2d_params"`` or None for registry ``name``
+    (its Lookahead form has the inner optimizer's)."""
+    from optiwise import knowledge
+
+    fact = knowledge.get_info(name).extra.get("requires")
+    return None if fact is None else str(fact.value)
+
+
+def fitting_model(name: str, seed: int = 0) -> nn.Module:
+    """A small 4-in, 2-out model the optimizer ``name`` can train: Linear/LayerNorm/Linear,
+    or bias-free Linears for 2-D-only optimizers, or a sparse embedding bag for sparse-only
+    ones (its input is 4 indices per sample)."""
+    torch.manual_seed(seed)
+    need = requirement(name)
+    if need == "2d_params":
+        return nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, 2, bias=False))
+    if need == "sparse_gradients":
+        return nn.EmbeddingBag(10, 2, mode="sum", sparse=True)
+    return nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def fitting_step(name: str, model: nn.Module, opt: torch.optim.Optimizer, t: int = 0) -> Tensor:
+    """One step of ``opt`` on ``model`` (from :func:`fitting_model`) on batch ``t``, the way
+    optimizer ``name`` must be stepped; returns the loss."""
+    g = torch.Generator().manual_seed(t)
+    if requirement(name) == "sparse_gradients":
+        x = torch.randint(0, 10, (5, 4), generator=g)
+    else:
+        x = torch.randn(5, 4, generator=g)
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        return loss
+
+    if requirement(name) == "closure":
+        return opt.step(closure)  # type: ignore[no-any-return]
+    loss = closure()
+    opt.step()
+    return loss

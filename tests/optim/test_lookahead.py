@@ -23,6 +23,8 @@ from optiwise.optim.registry import canonical_name, get_entry
 from tests.optim.demo_optimizer import DemoMomentum
 from tests.optim.harness import (
     assert_params_close,
+    fitting_model,
+    fitting_step,
     random_batch,
     run_optimizer,
     run_reference,
@@ -496,15 +498,13 @@ def test_create_lookahead_adamw() -> None:
 
 @pytest.mark.parametrize("name", optiwise.list_optimizers())
 def test_every_registered_optimizer_has_a_lookahead_form(name: str) -> None:
-    model = small()
+    model = fitting_model(name)
     la = optiwise.create_optimizer(f"lookahead_{name}", model)
-    plain = optiwise.create_optimizer(name, small())
+    plain = optiwise.create_optimizer(name, fitting_model(name))
     assert isinstance(la, Lookahead) and type(la.optimizer) is type(plain)
     before = [p.detach().clone() for p in model.parameters()]
-    for _ in range(2):
-        la.zero_grad()
-        model(torch.randn(5, 4)).pow(2).mean().backward()
-        la.step()
+    for t in range(2):
+        fitting_step(name, model, la, t)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert knowledge.get_info(f"lookahead_{name}").state_bytes.value == pytest.approx(
         knowledge.get_info(name).state_bytes.value + 4

@@ -66,6 +66,9 @@ class RegistryEntry:
         Hyperparameters the name itself pins (``sgd_plain`` pins ``momentum=0``).
     fused:
         Whether the factory accepts ``fused=True`` (torch's single-kernel step).
+    groups:
+        Whether the factory takes several param groups; when False (LBFGS), a model's
+        trainable parameters are passed as one group.
     """
 
     name: str
@@ -73,6 +76,7 @@ class RegistryEntry:
     aliases: tuple[str, ...] = ()
     fixed: Mapping[str, Any] = field(default_factory=dict)
     fused: bool = False
+    groups: bool = True
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,7 @@ def _lookahead_entry(inner: RegistryEntry) -> RegistryEntry:
         factory=build,
         fixed=inner.fixed,
         fused=inner.fused,
+        groups=inner.groups,
     )
 
 
@@ -402,7 +407,12 @@ def create_optimizer(
     )
     entry = _entry(spec.name)
     if isinstance(model_or_params, nn.Module):
-        if group:
+        if not entry.groups and (layer_decay is not None or lr_mult):
+            raise ValueError(
+                f"{knowledge.get_info(spec.name).display} takes a single param group, so "
+                "layer_decay and lr_mult cannot apply; leave them out"
+            )
+        if group and entry.groups:
             params: list[Any] = param_groups(
                 model_or_params,
                 float(spec.hparams.get("weight_decay", 0.0)),
@@ -504,6 +514,16 @@ register_optimizer(RegistryEntry("adamax", torch.optim.Adamax))
 register_optimizer(RegistryEntry("rmsprop", torch.optim.RMSprop, aliases=("rms_prop",)))
 register_optimizer(RegistryEntry("adagrad", torch.optim.Adagrad, fused=True))
 register_optimizer(RegistryEntry("adafactor", torch.optim.Adafactor))
+register_optimizer(RegistryEntry("adadelta", torch.optim.Adadelta))
+register_optimizer(RegistryEntry("asgd", torch.optim.ASGD, aliases=("averaged_sgd",)))
+register_optimizer(RegistryEntry("rprop", torch.optim.Rprop))
+# step(closure) only, one param group
+register_optimizer(RegistryEntry("lbfgs", torch.optim.LBFGS, aliases=("l_bfgs",), groups=False))
+# sparse gradients only; 2-D parameters only ("muon" routes a whole model)
+register_optimizer(
+    RegistryEntry("sparse_adam", torch.optim.SparseAdam, aliases=("sparseadam", "lazy_adam"))
+)
+register_optimizer(RegistryEntry("muon_2d", torch.optim.Muon, aliases=("torch_muon",)))
 
 # --------------------------------------------------------------------------------------------
 # optiwise's own optimizers (optiwise.optim)
