@@ -1445,6 +1445,50 @@ _add(
     )
 )
 
+
+def _with_muon(setting: Setting, general: bool) -> Setting:
+    """AdamW's setting for one task with Muon's own hyperparameters added to the general one."""
+    extra = _MUON_HPARAMS if general else {}
+    return Setting(
+        hparams={**setting.hparams, **extra},
+        lr_range=setting.lr_range,
+        reference_batch=setting.reference_batch,
+    )
+
+
+_add(
+    OptimizerInfo(
+        name="muon",
+        display="Muon + AdamW (RMS-matched)",
+        settings={
+            task: _with_muon(setting, task == "general")
+            for task, setting in _ADAMW.settings.items()
+        },
+        state_bytes=_f(
+            4.0,
+            "one fp32 momentum buffer on the hidden matrices, most of a transformer's "
+            "parameters; AdamW's 8 bytes on embeddings, the head, norms and biases",
+        ),
+        batch_scaling=_ADAMW.batch_scaling,
+        warmup=_ADAMW.warmup,
+        best_for=_f(
+            "transformer pretraining (language and vision) when loss per step and time "
+            "matter, with AdamW's LR and weight decay",
+            "Liu et al. 2025: Muon with weight decay and RMS-matched updates has ~2x AdamW's "
+            "computational efficiency at compute-optimal training, reusing AdamW's "
+            "hyperparameters",
+        ),
+        extra={
+            "update_rms_scale": _f(
+                0.2,
+                "Liu et al. 2025 scale the orthogonal update by 0.2 sqrt(max(A, B)) to give it "
+                "AdamW's typical update RMS of 0.2-0.4, so AdamW's LR and decay transfer",
+            ),
+        },
+        **_MUON_COMMON,
+    )
+)
+
 LOOKAHEAD_K: Fact[int] = _f(5, "Zhang et al. 2019: sync every k=5 fast steps")
 LOOKAHEAD_ALPHA: Fact[float] = _f(0.5, "Zhang et al. 2019: slow weights move halfway")
 #: ``lookahead_<name>`` is Lookahead around the optimizer ``<name>``.

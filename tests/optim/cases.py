@@ -25,6 +25,7 @@ from optiwise.optim import (
     _native,
 )
 from optiwise.optim.multi import MultiOptimizer
+from optiwise.optim.muon import MuonAdamW
 from tests.optim.demo_optimizer import DemoMomentum
 
 
@@ -237,3 +238,14 @@ def _lion_and_adamw(params: Any, **kw: Any) -> Optimizer:
 
 
 CASES += [Case("multi_lion_adamw", _lion_and_adamw)]
+
+# Muon + AdamW: torch's own children do not validate loaded shapes; torch's Muon has no
+# maximize
+CASES += [
+    Case(
+        "muon_adamw",
+        lambda ps, **kw: MuonAdamW(ps, **{"lr": 1e-2, **kw}),
+        maximize=False,
+        strict_load=False,
+    )
+]

@@ -6,6 +6,7 @@ from optiwise.optim.lion import Lion
 from optiwise.optim.lookahead import Lookahead
 from optiwise.optim.memory import StateBytes, state_bytes
 from optiwise.optim.multi import MultiOptimizer
+from optiwise.optim.muon import MuonAdamW
 from optiwise.optim.quantized import AdamW8bit, Lion8bit
 from optiwise.optim.registry import (
     OptimizerSpec,
@@ -28,6 +29,7 @@ __all__ = [
     "Lion8bit",
     "Lookahead",
     "MultiOptimizer",
+    "MuonAdamW",
     "OptimizerSpec",
     "RegistryEntry",
     "ScheduleFreeAdamW",

@@ -31,6 +31,7 @@ from optiwise.optim.lamb import LAMB
 from optiwise.optim.lars import LARS
 from optiwise.optim.lion import Lion
 from optiwise.optim.lookahead import Lookahead, check_lookahead
+from optiwise.optim.muon import MuonAdamW
 from optiwise.optim.quantized import AdamW8bit, Lion8bit
 from optiwise.optim.schedule_free import ScheduleFreeAdamW
 from optiwise.optim.sophia import SophiaG
@@ -69,6 +70,10 @@ class RegistryEntry:
     groups:
         Whether the factory takes several param groups; when False (LBFGS), a model's
         trainable parameters are passed as one group.
+    takes_model:
+        Whether the factory also takes ``model=`` (the ``nn.Module`` given to
+        :func:`create_optimizer`), to decide by module type which optimizer trains a
+        parameter (``muon``).
     """
 
     name: str
@@ -77,6 +82,7 @@ class RegistryEntry:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     fused: bool = False
     groups: bool = True
+    takes_model: bool = False
 
 
 @dataclass(frozen=True)
@@ -232,6 +238,7 @@ def _lookahead_entry(inner: RegistryEntry) -> RegistryEntry:
         fixed=inner.fixed,
         fused=inner.fused,
         groups=inner.groups,
+        takes_model=inner.takes_model,
     )
 
 
@@ -442,7 +449,10 @@ def create_optimizer(
         filled["fused"] = Fact(
             True, "torch's fused kernel updates each tensor in one pass over memory"
         )
-    optimizer = entry.factory(params, **hparams)
+    extra: dict[str, Any] = {}
+    if entry.takes_model and isinstance(model_or_params, nn.Module) and "model" not in hparams:
+        extra["model"] = model_or_params
+    optimizer = entry.factory(params, **hparams, **extra)
     spec = OptimizerSpec(
         spec.name, spec.task, MappingProxyType(hparams), MappingProxyType(filled), spec.given
     )
@@ -542,6 +552,11 @@ register_optimizer(
         ScheduleFreeAdamW,
         aliases=("schedulefree_adamw", "adamw_schedule_free", "adamw_schedulefree", "sf_adamw"),
     )
+)
+
+# Muon on the hidden matrices, AdamW on the rest, one LR and weight decay for both
+register_optimizer(
+    RegistryEntry("muon", MuonAdamW, aliases=("muon_adamw", "moonlight"), takes_model=True)
 )
 
 # 8-bit AdamW and Lion
