@@ -1489,6 +1489,62 @@ _add(
     )
 )
 
+_add(
+    OptimizerInfo(
+        name="prodigy",
+        display="Prodigy",
+        family=_f("adaptive", "Adam whose step size is an on-line estimate of the distance D"),
+        paper="Mishchenko & Defazio 2023, 'Prodigy: An Expeditiously Adaptive Parameter-Free "
+        "Learner'",
+        settings={
+            "general": Setting(
+                hparams={
+                    "lr": _f(
+                        1.0,
+                        "lr multiplies the estimated step: leave it at 1 (Mishchenko & "
+                        "Defazio 2023; prodigyopt's advice)",
+                    ),
+                    "betas": _f((0.9, 0.999), "Adam's defaults, as prodigyopt"),
+                    "eps": _ADAM_EPS,
+                    "weight_decay": _f(
+                        0.01, "decoupled decay as AdamW's default (prodigyopt decouples it)"
+                    ),
+                    "d0": _f(
+                        1e-6,
+                        "the estimate starts tiny and grows on its own; rarely needs changing "
+                        "(prodigyopt default)",
+                    ),
+                    "d_coef": _f(
+                        1.0,
+                        "multiplier of the estimate; 0.5-2 is the knob to turn, not lr "
+                        "(prodigyopt)",
+                    ),
+                },
+                lr_range=_f(
+                    (0.5, 2.0), "a multiplier of the estimated step around 1, not an LR to tune"
+                ),
+                reference_batch=_f(
+                    256, "nominal: the step is estimated for whatever batch is used"
+                ),
+            ),
+        },
+        state_bytes=_f(
+            16.0, "Adam's two moments, the weighted gradient sum s and the initial weights"
+        ),
+        batch_scaling=_f("none", "the step size is estimated, not set: nothing to scale"),
+        warmup=_f(
+            True,
+            "keep a warmup with a decaying schedule; pass safeguard_warmup=True with it "
+            "(prodigyopt's advice)",
+        ),
+        best_for=_f(
+            "runs with no LR budget: no range test or sweep, Adam-level results",
+            "Mishchenko & Defazio 2023: the estimated step matches hand-tuned Adam across "
+            "vision and language benchmarks",
+        ),
+    )
+)
+
 LOOKAHEAD_K: Fact[int] = _f(5, "Zhang et al. 2019: sync every k=5 fast steps")
 LOOKAHEAD_ALPHA: Fact[float] = _f(0.5, "Zhang et al. 2019: slow weights move halfway")
 #: ``lookahead_<name>`` is Lookahead around the optimizer ``<name>``.

@@ -26,6 +26,7 @@ from optiwise.optim import (
 )
 from optiwise.optim.multi import MultiOptimizer
 from optiwise.optim.muon import MuonAdamW
+from optiwise.optim.prodigy import Prodigy
 from tests.optim.demo_optimizer import DemoMomentum
 
 
@@ -42,6 +43,8 @@ class Case:
     strict_load: ``load_state_dict`` validates shapes and origin (optiwise's own).
     bad_lr: keyword arguments that must raise ``Invalid learning rate``.
     rtol: tolerance between the foreach and per-tensor paths.
+    separate_groups: param groups step as separate optimizers would (not so when an
+        estimate is shared across groups, as Prodigy's).
     """
 
     name: str
@@ -51,6 +54,7 @@ class Case:
     strict_load: bool = True
     bad_lr: dict[str, Any] = field(default_factory=lambda: {"lr": -1.0})
     rtol: float = 1e-6
+    separate_groups: bool = True
 
 
 CASES: list[Case] = [
@@ -248,4 +252,15 @@ CASES += [
         maximize=False,
         strict_load=False,
     )
+]
+
+# Prodigy: one code path (its estimate sums over every tensor)
+CASES += [
+    Case("prodigy", lambda ps, **kw: Prodigy(ps, **kw), foreach=False, separate_groups=False),
+    Case(
+        "prodigy_wd_bias_correction",
+        lambda ps, **kw: Prodigy(ps, **{"weight_decay": 0.01, "use_bias_correction": True, **kw}),
+        foreach=False,
+        separate_groups=False,
+    ),
 ]

@@ -7,6 +7,7 @@ from optiwise.optim.lookahead import Lookahead
 from optiwise.optim.memory import StateBytes, state_bytes
 from optiwise.optim.multi import MultiOptimizer
 from optiwise.optim.muon import MuonAdamW
+from optiwise.optim.prodigy import Prodigy
 from optiwise.optim.quantized import AdamW8bit, Lion8bit
 from optiwise.optim.registry import (
     OptimizerSpec,
@@ -31,6 +32,7 @@ __all__ = [
     "MultiOptimizer",
     "MuonAdamW",
     "OptimizerSpec",
+    "Prodigy",
     "RegistryEntry",
     "ScheduleFreeAdamW",
     "SophiaG",

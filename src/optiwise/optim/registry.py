@@ -32,6 +32,7 @@ from optiwise.optim.lars import LARS
 from optiwise.optim.lion import Lion
 from optiwise.optim.lookahead import Lookahead, check_lookahead
 from optiwise.optim.muon import MuonAdamW
+from optiwise.optim.prodigy import Prodigy
 from optiwise.optim.quantized import AdamW8bit, Lion8bit
 from optiwise.optim.schedule_free import ScheduleFreeAdamW
 from optiwise.optim.sophia import SophiaG
@@ -558,6 +559,9 @@ register_optimizer(
 register_optimizer(
     RegistryEntry("muon", MuonAdamW, aliases=("muon_adamw", "moonlight"), takes_model=True)
 )
+
+# Prodigy: Adam with an estimated step size
+register_optimizer(RegistryEntry("prodigy", Prodigy, aliases=("prodigy_adam",)))
 
 # 8-bit AdamW and Lion
 register_optimizer(RegistryEntry("adamw8bit", AdamW8bit, aliases=("adamw_8bit", "adam8bit")))
