@@ -27,6 +27,7 @@ from optiwise.optim import (
 from optiwise.optim.multi import MultiOptimizer
 from optiwise.optim.muon import MuonAdamW
 from optiwise.optim.prodigy import Prodigy
+from optiwise.optim.soap import SOAP
 from tests.optim.demo_optimizer import DemoMomentum
 
 
@@ -263,4 +264,13 @@ CASES += [
         foreach=False,
         separate_groups=False,
     ),
+]
+
+# SOAP: one code path (matrix work per tensor); frequent refreshes cover the QR path
+CASES += [
+    Case(
+        "soap",
+        lambda ps, **kw: SOAP(ps, **{"lr": 1e-2, "precondition_frequency": 3, **kw}),
+        foreach=False,
+    )
 ]

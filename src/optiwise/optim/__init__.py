@@ -20,11 +20,13 @@ from optiwise.optim.registry import (
     resolve_optimizer,
 )
 from optiwise.optim.schedule_free import ScheduleFreeAdamW
+from optiwise.optim.soap import SOAP
 from optiwise.optim.sophia import SophiaG, gnb_hessian, gnb_loss, hutchinson_hessian
 
 __all__ = [
     "LAMB",
     "LARS",
+    "SOAP",
     "AdamW8bit",
     "Lion",
     "Lion8bit",

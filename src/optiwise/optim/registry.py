@@ -35,6 +35,7 @@ from optiwise.optim.muon import MuonAdamW
 from optiwise.optim.prodigy import Prodigy
 from optiwise.optim.quantized import AdamW8bit, Lion8bit
 from optiwise.optim.schedule_free import ScheduleFreeAdamW
+from optiwise.optim.soap import SOAP
 from optiwise.optim.sophia import SophiaG
 from optiwise.params import NoDecayRule, iter_trainable, param_groups
 
@@ -562,6 +563,9 @@ register_optimizer(
 
 # Prodigy: Adam with an estimated step size
 register_optimizer(RegistryEntry("prodigy", Prodigy, aliases=("prodigy_adam",)))
+
+# SOAP: Adam in Shampoo's eigenbasis
+register_optimizer(RegistryEntry("soap", SOAP))
 
 # 8-bit AdamW and Lion
 register_optimizer(RegistryEntry("adamw8bit", AdamW8bit, aliases=("adamw_8bit", "adam8bit")))
