@@ -42,6 +42,7 @@ from torch import nn
 from optiwise import knowledge
 from optiwise._progress import Progress
 from optiwise.advisor.rules import Choice
+from optiwise.lr_finder import best_lr, trial_warmup
 
 if TYPE_CHECKING:
     from optiwise.advisor.recipe import Recipe
@@ -355,20 +356,6 @@ def plan_rungs(budget_steps: int, total_steps: int, optimizers: int = 1) -> Plan
     )
 
 
-def trial_warmup(planned: int, total_steps: int, steps: int) -> int:
-    """Warmup steps of a ``steps``-step trial of a run of ``total_steps`` steps whose warmup
-    is ``planned`` steps: the planned warmup when it fits in a quarter of the trial, else a
-    quarter of it; never below ``knowledge.TUNE_WARMUP_FLOOR`` (or the planned warmup, when
-    that is shorter), never more than half the trial.  No warmup stays none."""
-    _check_int("planned", planned, 0, "warmup steps of the planned run")
-    _check_int("total_steps", total_steps, 1, "optimizer steps of the planned run")
-    _check_int("steps", steps, 1, "optimizer steps of the trial")
-    if planned == 0:
-        return 0
-    floor = min(knowledge.TUNE_WARMUP_FLOOR.value, planned)
-    return max(0, min(planned, max(floor, steps // 4), steps // 2))
-
-
 # --------------------------------------------------------------------------------------------
 # Data, models, scoring
 # --------------------------------------------------------------------------------------------
@@ -513,23 +500,8 @@ def _trial_recipe(recipe: Recipe, lr: float, steps: int) -> tuple[Recipe, int]:
 
 
 def _vertex(trials: Sequence[Trial]) -> float | None:
-    """The best LR of one rung: a parabola in log-LR through the best trial and its two
-    neighbours, kept between them; the best trial itself on an edge."""
-    ok = sorted((t for t in trials if not t.diverged), key=lambda t: t.lr)
-    if not ok:
-        return None
-    i = min(range(len(ok)), key=lambda j: (ok[j].score, ok[j].lr))
-    if i == 0 or i == len(ok) - 1:
-        return ok[i].lr
-    x = [math.log(ok[j].lr) for j in (i - 1, i, i + 1)]
-    y = [ok[j].score for j in (i - 1, i, i + 1)]
-    d1, d2 = (y[1] - y[0]) / (x[1] - x[0]), (y[2] - y[1]) / (x[2] - x[1])
-    curv = (d2 - d1) / (x[2] - x[0])
-    if not curv > 0:
-        return ok[i].lr
-    # vertex of the parabola through the three points
-    xv = 0.5 * (x[0] + x[1]) - d1 / (2 * curv)
-    return math.exp(min(max(xv, x[0]), x[2]))
+    """The best LR of one rung (:func:`optiwise.lr_finder.best_lr` of its trials)."""
+    return best_lr([t.lr for t in trials], [t.score for t in trials])
 
 
 def _slope(horizons: Sequence[int], best: Sequence[float]) -> tuple[float, bool]:
