@@ -757,6 +757,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         for name in ("workload", "budget", "seed", "limit", "eval_every", "lr_steps", "jobs")
         if getattr(args, name) is not None
     }
+    if args.tune_budget is not None:
+        given["tune_budget"] = args.tune_budget if args.tune_budget > 0 else None
     config = DemoConfig(**given).validated()
     import torch
 
@@ -1084,6 +1086,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="examples per split (default: all)")
     p.add_argument("--eval-every", type=int, help="validation every N steps")
     p.add_argument("--lr-steps", type=int, help="steps of the LR range test's sweep")
+    p.add_argument(
+        "--tune-budget",
+        type=float,
+        help="optiwise.tune's budget as a fraction of --budget (default 1; 0: no tuning, "
+        "the recipe trains at the range test's LR)",
+    )
     p.add_argument(
         "--jobs",
         type=int,
