@@ -245,6 +245,7 @@ def test_worker_errors_are_raised() -> None:
         ({"lr_steps": 5}, "Invalid lr_steps: 5"),
         ({"limit": 0}, "Invalid limit: 0"),
         ({"tune_budget": 0}, "Invalid tune_budget: 0"),
+        ({"budget": 30, "tune_budget": 1.0}, "too small to tune"),
         ({"workload": "toy-beale"}, "needs a workload with real data"),
         ({"workload": "fmnist-cnnn"}, "Unknown workload"),
     ],

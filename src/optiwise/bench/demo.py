@@ -132,6 +132,16 @@ class DemoConfig:
             isinstance(tb, bool) or not isinstance(tb, (int, float)) or not 0 < tb < math.inf
         ):
             raise ValueError(f"Invalid tune_budget: {tb!r} (a fraction of budget > 0, or None)")
+        if tb is not None:
+            from optiwise.tune import plan_rungs
+
+            try:
+                plan_rungs(math.floor(tb * self.budget + 1e-9), self.budget)
+            except ValueError as exc:
+                raise ValueError(
+                    f"tune_budget={tb} of a {self.budget}-step run: {exc}; or pass "
+                    "tune_budget=None (--tune-budget 0) to train at the range test's LR"
+                ) from None
         if self.jobs not in (1, 2):
             raise ValueError(f"Invalid jobs: {self.jobs!r} (use 1 or 2 processes)")
         return replace(self, workload=workload.name)
