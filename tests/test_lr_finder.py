@@ -666,17 +666,49 @@ def test_confirmation_score_matches_a_hand_written_run() -> None:
     ref = regression_mlp()
     ref.load_state_dict(init)
     opt = torch.optim.SGD(ref.parameters(), lr=run.lr, weight_decay=1e-4)
-    factors = optiwise.lr_curve(
-        "warmup_cosine", total_steps=6, warmup=knowledge.SCHEDULE_WARMUP_FRACTION.value
-    )
+    # the warmup is floored in steps (at most half the run: 3 of 6), never 5% of 6 steps
+    factors = optiwise.lr_curve("warmup_cosine", total_steps=6, warmup=3)
     for (x, y), f in zip(src.train, factors, strict=False):
         opt.param_groups[0]["lr"] = run.lr * f
         opt.zero_grad()
         F.mse_loss(ref(x), y).backward()
         opt.step()
+    # scored on the first knowledge.TUNE_VAL_BATCHES validation batches, not all of them
+    n = knowledge.TUNE_VAL_BATCHES.value
+    assert len(src.val) > n
     with torch.no_grad():
-        val = sum(float(F.mse_loss(ref(x), y)) for x, y in src.val) / len(src.val)
+        val = sum(float(F.mse_loss(ref(x), y)) for x, y in src.val[:n]) / n
     assert run.score == pytest.approx(val, rel=1e-5)
+
+
+def test_total_steps_moves_the_best_confirmation_to_the_run_length() -> None:
+    from optiwise.lr_finder import best_lr
+
+    model, src = regression_task(batches=32)
+    kwargs: dict[str, Any] = {"num_steps": 40, "val_data": src.val, "confirm": 3}
+    kwargs["confirm_steps"] = 20
+    short = find_lr(model, src.loss_fn, src.train, "adamw", **kwargs)
+    long = find_lr(model, src.loss_fn, src.train, "adamw", total_steps=2000, **kwargs)
+    top = best_lr([c.lr for c in long.confirmations], [c.score for c in long.confirmations])
+    assert top is not None
+    slope = knowledge.TUNE_HORIZON_EXPONENT.value
+    assert long.recommended.lr == pytest.approx(top * (2000 / 20) ** slope)
+    assert "planned 2000 steps" in long.recommended.reason
+    assert short.recommended.lr != long.recommended.lr
+    with pytest.raises(ValueError, match="Invalid total_steps"):
+        find_lr(model, src.loss_fn, src.train, "adamw", total_steps=0, **kwargs)
+
+
+def test_trial_warmup_and_best_lr() -> None:
+    from optiwise.lr_finder import best_lr, trial_warmup
+
+    assert trial_warmup(100, 2000, 50) == 12
+    assert trial_warmup(100, 2000, 1000) == 100
+    assert trial_warmup(0, 2000, 50) == 0
+    v = best_lr([1e-3, 1e-2, 1e-1], [2.0, 1.0, 2.0])
+    assert v == pytest.approx(1e-2)
+    assert best_lr([1e-3, 1e-2], [1.0, math.inf]) == 1e-3
+    assert best_lr([1e-3], [math.nan]) is None
 
 
 def test_without_val_data_runs_are_scored_on_training_loss() -> None:

@@ -18,6 +18,7 @@ from optiwise.optim.registry import (
 from optiwise.params import param_groups
 from optiwise.schedules import create_scheduler, lr_curve
 from optiwise.train import Stepper, StepResult
+from optiwise.tune import TuneResult, tune
 
 __all__ = [
     "Finding",
@@ -27,6 +28,7 @@ __all__ = [
     "StateBytes",
     "StepResult",
     "Stepper",
+    "TuneResult",
     "__version__",
     "audit",
     "create_optimizer",
@@ -43,4 +45,5 @@ __all__ = [
     "resolve_optimizer",
     "save_checkpoint",
     "state_bytes",
+    "tune",
 ]

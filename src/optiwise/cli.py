@@ -458,30 +458,31 @@ def _takes_keyword(fn: Callable[..., Any], name: str) -> bool:
     return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
 
 
-def _cmd_find_lr(args: argparse.Namespace) -> int:
-    import torch
-
+def _source_factory(args: argparse.Namespace) -> Callable[..., Any]:
     import optiwise.bench  # noqa: F401  (registers the benchmark workloads as data sources)
-    from optiwise.lr_finder import DATA_SOURCES, DataSource, find_lr
+    from optiwise.lr_finder import DATA_SOURCES
 
-    if args.plot and not args.plot.lower().endswith(".png"):
-        raise UsageError(f"plot path {args.plot!r} must end in .png")
-    data_kwargs = _json_kwargs(args.data_kwargs, "--data-kwargs")
     if args.data in DATA_SOURCES:
-        source_factory = DATA_SOURCES[args.data]
-    elif ":" in args.data:
-        source_factory = _import_object(args.data, "--data")
-    else:
-        raise UsageError(
-            f"unknown data source {args.data!r}; use one of "
-            f"{', '.join(sorted(DATA_SOURCES))} or package.module:function"
-        )
-    torch.manual_seed(args.seed)
+        return DATA_SOURCES[args.data]
+    if ":" in args.data:
+        return _import_object(args.data, "--data")
+    raise UsageError(
+        f"unknown data source {args.data!r}; use one of "
+        f"{', '.join(sorted(DATA_SOURCES))} or package.module:function"
+    )
+
+
+def _model_and_data(args: argparse.Namespace, seed: int) -> tuple[Any, Any]:
+    """The model (--model, or the data source's own built from ``seed``) and its data."""
+    from optiwise.lr_finder import DataSource
+
+    source_factory = _source_factory(args)
+    data_kwargs = _json_kwargs(args.data_kwargs, "--data-kwargs")
     if args.model is not None:
         model = _load_model(args.model, args.model_kwargs)
         source = source_factory(model, **data_kwargs)
-    else:  # the data source brings its model, built from --seed when it takes one
-        seeded = {"seed": args.seed} if _takes_keyword(source_factory, "seed") else {}
+    else:  # the data source brings its model, built from the seed when it takes one
+        seeded = {"seed": seed} if _takes_keyword(source_factory, "seed") else {}
         source = source_factory(None, **{**seeded, **data_kwargs})
     if not isinstance(source, DataSource):
         raise UsageError(f"--data {args.data!r} returned {type(source).__name__}, not a DataSource")
@@ -489,6 +490,18 @@ def _cmd_find_lr(args: argparse.Namespace) -> int:
         if source.model is None:
             raise UsageError(f"--data {args.data!r} brings no model; give --model")
         model = source.model
+    return model, source
+
+
+def _cmd_find_lr(args: argparse.Namespace) -> int:
+    import torch
+
+    from optiwise.lr_finder import find_lr
+
+    if args.plot and not args.plot.lower().endswith(".png"):
+        raise UsageError(f"plot path {args.plot!r} must end in .png")
+    torch.manual_seed(args.seed)
+    model, source = _model_and_data(args, args.seed)
     result = find_lr(
         model,
         source.loss_fn,
@@ -515,6 +528,74 @@ def _cmd_find_lr(args: argparse.Namespace) -> int:
         return 0
     print(f"data: {source.description}")
     print(result.summary())
+    if path:
+        print(f"plot written to {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# optiwise tune
+# --------------------------------------------------------------------------------------------
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    import torch
+
+    from optiwise.advisor import recommend
+    from optiwise.tune import tune
+    from optiwise.tune.search import _inputs_size
+
+    if args.plot and not args.plot.lower().endswith(".png"):
+        raise UsageError(f"plot path {args.plot!r} must end in .png")
+    torch.manual_seed(args.seed)
+    model, source = _model_and_data(args, args.seed)
+    if source.val is None:
+        raise UsageError(f"--data {args.data!r} has no validation batches to score trials on")
+
+    def make_model(seed: int) -> Any:
+        torch.manual_seed(seed)
+        if args.model is not None:
+            return _load_model(args.model, args.model_kwargs)
+        return _model_and_data(args, seed)[0]
+
+    first = next(iter(source.train))
+    size = _inputs_size(first)
+    if size is None:
+        raise UsageError("cannot tell the batch size from the data's first batch")
+    recipe = recommend(
+        model,
+        task=args.task if args.task is not None else source.task,
+        batch_size=size,
+        total_steps=args.total_steps,
+    )
+    result = tune(
+        make_model,
+        source.train,
+        loss_fn=source.loss_fn,
+        val_data=source.val,
+        recipe=recipe,
+        optimizer=_names(args.optimizer) or None,
+        total_steps=args.total_steps,
+        budget=args.budget,
+        seed=args.seed,
+        storage=args.storage or None,
+        val_batches=args.val_batches,
+        progress=want_progress(args.no_progress),
+    )
+    path = result.plot(args.plot) if args.plot else None
+    if args.format == "json":
+        out = result.to_dict()
+        out["data"] = source.description
+        out["plot"] = str(path) if path else None
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"data: {source.description}")
+    print(result.summary())
+    print()
+    print(
+        f"recipe: {result.recipe.optimizer} at peak LR {_format_lr(result.lr)}, "
+        f"{result.recipe.schedule or 'constant LR'}, {args.total_steps} optimizer steps"
+    )
     if path:
         print(f"plot written to {path}")
     return 0
@@ -676,6 +757,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         for name in ("workload", "budget", "seed", "limit", "eval_every", "lr_steps", "jobs")
         if getattr(args, name) is not None
     }
+    if args.tune_budget is not None:
+        given["tune_budget"] = args.tune_budget if args.tune_budget > 0 else None
     config = DemoConfig(**given).validated()
     import torch
 
@@ -880,6 +963,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_find_lr)
 
     p = sub.add_parser(
+        "tune",
+        help="choose a run's peak LR by short trials that mirror it, within a step budget",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="model factory to import, called once per trial (default: the data source's "
+        "own model, which the benchmark workloads have)",
+    )
+    p.add_argument("--model-kwargs", metavar="JSON", default=None, help="factory arguments")
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        metavar="NAME|MODULE:FUNCTION",
+        help="data source, as for find-lr (synthetic, a benchmark workload, or a "
+        "factory(model, **kwargs) returning optiwise.lr_finder.DataSource)",
+    )
+    p.add_argument("--data-kwargs", metavar="JSON", default=None, help="data source arguments")
+    p.add_argument(
+        "--total-steps", type=int, required=True, help="optimizer steps of the planned run"
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=1.0,
+        help="the probe's cost as a fraction of the planned run's steps (default 1.0)",
+    )
+    p.add_argument(
+        "--optimizer",
+        default=None,
+        metavar="A[,B]",
+        help="registry name(s) to tune instead of the recipe's optimizer",
+    )
+    p.add_argument("--task", choices=knowledge.TASKS, default=None, help="task family")
+    p.add_argument("--seed", type=int, default=0, help="seed of every trial's model")
+    p.add_argument(
+        "--storage",
+        default="optiwise-tune.db",
+        metavar="FILE|URL",
+        help="the Optuna study: a SQLite file or an RDB URL; a rerun resumes it "
+        "(default optiwise-tune.db; '' keeps it in memory)",
+    )
+    p.add_argument("--val-batches", type=int, default=None, help="validation batches per score")
+    p.add_argument("--plot", metavar="PNG", default="tune.png", help="PNG to write ('' for none)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=_cmd_tune)
+
+    p = sub.add_parser(
         "bench",
         help="compare optimizers fairly on a workload: LR tuning, seeds, report",
         description="Tune every optimizer's LR on the workload, re-run the best over seeds, "
@@ -953,6 +1086,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="examples per split (default: all)")
     p.add_argument("--eval-every", type=int, help="validation every N steps")
     p.add_argument("--lr-steps", type=int, help="steps of the LR range test's sweep")
+    p.add_argument(
+        "--tune-budget",
+        type=float,
+        help="optiwise.tune's budget as a fraction of --budget (default 1; 0: no tuning, "
+        "the recipe trains at the range test's LR)",
+    )
     p.add_argument(
         "--jobs",
         type=int,

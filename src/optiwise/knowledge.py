@@ -204,6 +204,36 @@ LR_FINDER_BACKOFF: Fact[float] = _f(
     "runs: the best peak LR falls as runs get longer (Bjorck et al. 2024), and the final "
     "loss climbs faster above the best LR than below it",
 )
+TUNE_HORIZON_EXPONENT: Fact[float] = _f(
+    -1 / 3,
+    "the best peak LR falls with the run length as a power law, LR* ~ steps^-b with b about "
+    "0.3 for AdamW language models (Bjorck et al. 2024); optiwise.tune uses it to extrapolate "
+    "when its rungs cannot fit their own slope",
+)
+TUNE_HORIZON_EXPONENT_RANGE: Fact[tuple[float, float]] = _f(
+    (-0.6, 0.0),
+    "a slope of the best LR against the run length fitted over a few short rungs is clamped to "
+    "[-0.6, 0]: longer runs never want a higher LR (Bjorck et al. 2024), and slopes beyond "
+    "-0.6 come from noise in short trials, not from the workload",
+)
+TUNE_WARMUP_FLOOR: Fact[int] = _f(
+    10,
+    "a trial's warmup is measured in steps and never shorter than ~10 of them: a 2-step "
+    "warmup (5% of a 50-step trial) blows up SGD + BatchNorm LRs that a 12-step warmup trains "
+    "well (val loss 1.93 vs 0.23 on a BatchNorm CNN, optiwise benchmark)",
+)
+TUNE_MIN_TRIAL_STEPS: Fact[int] = _f(
+    20,
+    "a trial shorter than ~20 optimizer steps ranks LRs by how fast the loss first drops, "
+    "not by where the run ends (the bias of 50-step confirmations toward high LRs, measured "
+    "on small data in the optiwise benchmark)",
+)
+TUNE_VAL_BATCHES: Fact[int] = _f(
+    20,
+    "20 validation batches give a trial's score a standard error of a few percent of the "
+    "between-LR differences at a fraction of a full evaluation's cost; the same batches "
+    "score every trial",
+)
 LR_CONSTANT_OF_PEAK: Fact[float] = _f(
     0.5,
     "a constant LR matching a warmup + cosine run at peak LR p is ~p/2: the mean LR of a "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -44,6 +45,7 @@ __all__ = [
     "DataSource",
     "LRFinderResult",
     "Suggestion",
+    "best_lr",
     "ema_smooth",
     "find_lr",
     "register_data_source",
@@ -53,6 +55,7 @@ __all__ = [
     "suggest_valley",
     "sweep_range",
     "synthetic_regression",
+    "trial_warmup",
 ]
 
 LossFn = Callable[[Any, Any], torch.Tensor]
@@ -204,6 +207,40 @@ def _anchor(lrs: Sequence[float], losses: Sequence[float]) -> float:
 
 
 _HALF_DECADE = math.sqrt(10.0)
+
+
+def trial_warmup(planned: int, total_steps: int, steps: int) -> int:
+    """Warmup steps of a ``steps``-step trial of a run of ``total_steps`` steps whose warmup
+    is ``planned`` steps: the planned warmup when it fits in a quarter of the trial, else a
+    quarter of it; never below ``knowledge.TUNE_WARMUP_FLOOR`` (or the planned warmup, when
+    that is shorter), never more than half the trial.  No warmup stays none."""
+    _check_int("planned", planned, 0, "warmup steps of the planned run")
+    _check_int("total_steps", total_steps, 1, "optimizer steps of the planned run")
+    _check_int("steps", steps, 1, "optimizer steps of the trial")
+    if planned == 0:
+        return 0
+    floor = min(knowledge.TUNE_WARMUP_FLOOR.value, planned)
+    return max(0, min(planned, max(floor, steps // 4), steps // 2))
+
+
+def best_lr(lrs: Sequence[float], scores: Sequence[float]) -> float | None:
+    """The best LR of a set of short runs (lower score is better; non-finite = diverged): a
+    parabola in log-LR through the best run and its two neighbours, kept between them; the
+    best run's LR on an edge; None when every run diverged."""
+    ok = sorted((lr, sc) for lr, sc in zip(lrs, scores, strict=True) if math.isfinite(sc))
+    if not ok:
+        return None
+    i = min(range(len(ok)), key=lambda j: (ok[j][1], ok[j][0]))
+    if i == 0 or i == len(ok) - 1:
+        return ok[i][0]
+    x = [math.log(ok[j][0]) for j in (i - 1, i, i + 1)]
+    y = [ok[j][1] for j in (i - 1, i, i + 1)]
+    d1, d2 = (y[1] - y[0]) / (x[1] - x[0]), (y[2] - y[1]) / (x[2] - x[1])
+    curv = (d2 - d1) / (x[2] - x[0])
+    if not curv > 0:
+        return ok[i][0]
+    xv = 0.5 * (x[0] + x[1]) - d1 / (2 * curv)  # the parabola's vertex
+    return math.exp(min(max(xv, x[0]), x[2]))
 
 
 def _search(anchor: float, budget: int, run: Callable[[float], Confirmation]) -> list[Confirmation]:
@@ -659,6 +696,17 @@ class _Batches:
                 raise self._empty()
             i = 0
 
+    def first(self, n: int) -> list[Any]:
+        """The first ``n`` batches (fewer when the data are shorter), pulled only that far."""
+        if not self.one_shot:
+            return list(itertools.islice(iter(self.data), n))
+        while len(self.cache) < n and not self.exhausted:
+            try:
+                self.cache.append(next(self.source))
+            except StopIteration:
+                self.exhausted = True
+        return self.cache[:n]
+
     def once(self) -> Iterator[Any]:
         """Every batch once (a one-shot iterator is drained into the cache the first time)."""
         if not self.one_shot:
@@ -838,6 +886,7 @@ def find_lr(
     smoothing: float | None = None,
     confirm: int = 4,
     confirm_steps: int | None = None,
+    total_steps: int | None = None,
     progress: bool = False,
 ) -> LRFinderResult:
     """Run the LR range test and suggest an LR; leave everything as it was.
@@ -883,6 +932,13 @@ def find_lr(
     confirm_steps:
         Optimizer steps of each confirmation run; default ``num_steps // 2``.  The extra
         cost is ``confirm * confirm_steps`` optimizer steps.
+    total_steps:
+        Optimizer steps of the planned run (each ``accumulation`` micro-batches; nothing
+        is multiplied behind your back).  With it, the confirmation runs warm up as
+        :func:`optiwise.tune` trials do (:func:`trial_warmup` of the planned run's warmup)
+        and the recommendation is the confirmations' best LR (:func:`best_lr`) moved to the
+        run's length by ``knowledge.TUNE_HORIZON_EXPONENT``; without it, a quarter decade
+        below the best confirmation (``knowledge.LR_FINDER_BACKOFF``).
     progress:
         Show a progress bar on stderr.
 
@@ -890,6 +946,8 @@ def find_lr(
     -------
     LRFinderResult
         The curve, the suggestions, the recommended LR and :meth:`LRFinderResult.plot`.
+        Confirmation runs are scored on at most ``knowledge.TUNE_VAL_BATCHES`` validation
+        batches, the same ones for every run.
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -899,6 +957,8 @@ def find_lr(
     if confirm_steps is None:
         confirm_steps = max(10, num_steps // 2)
     _check_int("confirm_steps", confirm_steps, 2, "optimizer steps per confirmation run")
+    if total_steps is not None:
+        _check_int("total_steps", total_steps, 1, "optimizer steps of the planned run")
     if mode not in ("exp", "linear"):
         raise ValueError(f"Invalid mode: {mode!r} (use 'exp' or 'linear')")
     beta = knowledge.LR_FINDER_SMOOTHING.value if smoothing is None else smoothing
@@ -977,11 +1037,13 @@ def find_lr(
 
             def run(lr: float) -> Confirmation:
                 snapshot.restore()
-                return _confirm_run(trainer, batches, val_batches, lr, confirm_steps, bar)
+                return _confirm_run(
+                    trainer, batches, val_batches, lr, confirm_steps, total_steps, bar
+                )
 
             with bar:
                 confirmations = _search(_anchor(lrs, losses), confirm, run)
-            recommended = _pick(confirmations, suggestions, val_batches is not None)
+            recommended = _pick(confirmations, suggestions, val_batches is not None, total_steps)
             suggestions = {"confirmed": recommended, **suggestions}
         else:
             recommended = suggestions["minimum"]
@@ -1072,12 +1134,24 @@ def _suggest(lrs: list[float], smoothed: list[float]) -> dict[str, Suggestion]:
     return out
 
 
+def _confirm_warmup(steps: int, total_steps: int | None) -> int:
+    """Warmup of a confirmation run: a :func:`trial_warmup` of the planned run's warmup
+    (``knowledge.SCHEDULE_WARMUP_FRACTION`` of it), or, without a planned run, that fraction
+    of the confirmation raised to ``knowledge.TUNE_WARMUP_FLOOR`` steps (at most half)."""
+    frac = knowledge.SCHEDULE_WARMUP_FRACTION.value
+    if total_steps is None:
+        planned = max(round(frac * steps), knowledge.TUNE_WARMUP_FLOOR.value)
+        return trial_warmup(planned, steps, steps)
+    return trial_warmup(max(1, round(frac * total_steps)), total_steps, steps)
+
+
 def _confirm_run(
     trainer: _Trainer,
     batches: _Batches,
     val_batches: _Batches | None,
     peak: float,
     steps: int,
+    total_steps: int | None,
     bar: Any,
 ) -> Confirmation:
     from optiwise.schedules import lr_curve
@@ -1085,7 +1159,7 @@ def _confirm_run(
     factors = lr_curve(
         "warmup_cosine",
         total_steps=steps,
-        warmup=knowledge.SCHEDULE_WARMUP_FRACTION.value,
+        warmup=_confirm_warmup(steps, total_steps),
         min_lr_ratio=0.0,
     )
     stream = batches.stream()
@@ -1099,7 +1173,7 @@ def _confirm_run(
             return Confirmation(peak, math.inf, steps, True)
         losses.append(loss)
     if val_batches is not None:
-        score = trainer.evaluate(val_batches.once())
+        score = trainer.evaluate(val_batches.first(knowledge.TUNE_VAL_BATCHES.value))
     else:
         tail = losses[-max(1, steps // 4) :]
         score = sum(tail) / len(tail)
@@ -1109,7 +1183,10 @@ def _confirm_run(
 
 
 def _pick(
-    runs: list[Confirmation], suggestions: Mapping[str, Suggestion], on_val: bool
+    runs: list[Confirmation],
+    suggestions: Mapping[str, Suggestion],
+    on_val: bool,
+    total_steps: int | None = None,
 ) -> Suggestion:
     ok = [c for c in runs if not c.diverged]
     if not ok:
@@ -1122,15 +1199,30 @@ def _pick(
             "every confirmation run diverged; half a decade below the lowest candidate "
             f"(minimum rule: {fallback.lr:.3g})",
         )
+    what = "validation loss" if on_val else "final training loss"
+    steps = runs[0].steps
+    if total_steps is not None:
+        top = best_lr([c.lr for c in runs], [c.score for c in runs])
+        assert top is not None
+        slope = knowledge.TUNE_HORIZON_EXPONENT.value
+        lr = top * (max(total_steps, steps) / steps) ** slope
+        return Suggestion(
+            "confirmed",
+            lr,
+            _constant(lr),
+            f"the best {what} of {len(runs)} {steps}-step warmup + cosine runs, at "
+            f"{top:.3g}, moved to the planned {total_steps} steps (LR ~ steps^{slope:.2f}: "
+            "longer runs want lower LRs)",
+        )
     best = min(ok, key=lambda c: (c.score, c.lr))
     lr = best.lr * knowledge.LR_FINDER_BACKOFF.value
-    what = "validation loss" if on_val else "final training loss"
     return Suggestion(
         "confirmed",
         lr,
         _constant(lr),
         f"a quarter decade below {best.lr:.3g}, the lowest {what} of {len(runs)} short "
-        "warmup + cosine runs around the curve's minimum (longer runs want lower LRs)",
+        "warmup + cosine runs around the curve's minimum (longer runs want lower LRs; "
+        "pass total_steps to move it to the planned run's length instead)",
     )
 
 

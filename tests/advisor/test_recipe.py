@@ -483,3 +483,26 @@ def test_audit_of_built_recipe_has_no_critical_or_major_finding(case: str) -> No
 
 def test_every_published_setup_is_in_the_cases() -> None:
     assert len(PUBLISHED) == 12 and set(PUBLISHED) <= set(ALL)
+
+
+def test_with_optimizer_takes_that_optimizers_defaults() -> None:
+    from optiwise import knowledge as kn
+
+    recipe = recommend(family="vision_cnn", batch_size=64, total_steps=500).with_lr(
+        0.3, reason="range test"
+    )
+    assert recipe.optimizer == "sgd"
+    other = recipe.with_optimizer("AdamW", reason="compare")
+    assert other.optimizer == "adamw"
+    assert "momentum" not in other.hparams and "betas" in other.hparams
+    assert other.hparams["lr"] != 0.3  # the SGD LR is dropped with SGD
+    assert (
+        other.hparams["weight_decay"]
+        == kn.defaults("adamw", "vision_cnn").hparams["weight_decay"].value
+    )
+    # kept when the rules re-run and when an LR is set
+    tuned = other.with_lr(1e-3, reason="tuned")
+    assert tuned.optimizer == "adamw" and tuned.hparams["lr"] == 1e-3
+    assert recipe.with_optimizer("sgd", reason="same") is recipe
+    with pytest.raises(ValueError, match="reason"):
+        recipe.with_optimizer("adamw", reason=" ")

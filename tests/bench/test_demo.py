@@ -26,7 +26,14 @@ def _image_workload() -> str:
 
 
 TINY = dict(
-    budget=12, limit=512, eval_every=4, lr_steps=10, lr_confirm=1, lr_confirm_steps=4, jobs=1
+    budget=12,
+    limit=512,
+    eval_every=4,
+    lr_steps=10,
+    lr_confirm=1,
+    lr_confirm_steps=4,
+    jobs=1,
+    tune_budget=None,
 )
 
 
@@ -202,7 +209,15 @@ def test_report_folder_that_is_a_file_is_refused(result: DemoResult, tmp_path: P
 
 
 def test_two_processes_give_the_same_runs() -> None:
-    cfg = dict(workload="digits-mlp", budget=8, limit=300, eval_every=4, lr_steps=10, lr_confirm=1)
+    cfg = dict(
+        workload="digits-mlp",
+        budget=8,
+        limit=300,
+        eval_every=4,
+        lr_steps=10,
+        lr_confirm=1,
+        tune_budget=None,
+    )
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -229,6 +244,8 @@ def test_worker_errors_are_raised() -> None:
         ({"jobs": 3}, "Invalid jobs: 3"),
         ({"lr_steps": 5}, "Invalid lr_steps: 5"),
         ({"limit": 0}, "Invalid limit: 0"),
+        ({"tune_budget": 0}, "Invalid tune_budget: 0"),
+        ({"budget": 30, "tune_budget": 1.0}, "too small to tune"),
         ({"workload": "toy-beale"}, "needs a workload with real data"),
         ({"workload": "fmnist-cnnn"}, "Unknown workload"),
     ],
@@ -236,3 +253,33 @@ def test_worker_errors_are_raised() -> None:
 def test_bad_config_is_refused(changes: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         DemoConfig(**changes).validated()  # type: ignore[arg-type]
+
+
+def test_the_recipe_trains_at_the_tuned_lr_and_the_report_shows_tune(tmp_path: Path) -> None:
+    cfg = DemoConfig(
+        workload="digits-mlp",
+        budget=40,
+        limit=300,
+        eval_every=20,
+        lr_steps=10,
+        lr_confirm=1,
+        jobs=1,
+        tune_budget=4.0,
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = run_demo(cfg)
+    finally:
+        torch.set_num_threads(before)
+    tuned = res.tuned
+    assert tuned is not None and tuned.spent_steps <= tuned.budget_steps == 160
+    peak = float(f"{tuned.lr:.3g}")
+    assert res.recipe.hparams["lr"] == peak == res.run("recipe").result.lr
+    assert res.recipe.choices["optimizer.lr"].source == "optiwise.tune"
+    index = write_demo_report(res, tmp_path / "report")
+    text = index.read_text()
+    assert "## Tuning" in text and "![tune](tune.png)" in text and "<- best" in text
+    assert (tmp_path / "report" / "tune.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["tune"]["lr"] == pytest.approx(tuned.lr)

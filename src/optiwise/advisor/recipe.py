@@ -22,7 +22,9 @@ from optiwise import _yaml, knowledge
 from optiwise.advisor.inspect import FAMILIES, ModelProfile, inspect_model
 from optiwise.advisor.rules import (
     PRIORITIES,
+    RULES,
     Choice,
+    Rule,
     Setup,
     apply_rules,
     memory_bytes,
@@ -191,6 +193,22 @@ class Recipe:
         choice = Choice("optimizer.lr", float(lr), "lr-given", reason, source)
         given = {**self.given, choice.key: choice}
         return Recipe(self.setup, {**self.choices, choice.key: choice}, given)
+
+    def with_optimizer(self, name: str, *, reason: str, source: str = "caller") -> Recipe:
+        """This recipe with another optimizer (a registry name); its hyperparameters become
+        that optimizer's knowledge defaults for the recipe's task and batch, and an LR set
+        with :meth:`with_lr` for the old optimizer is dropped."""
+        from optiwise.optim.registry import canonical_name
+
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError(f"Invalid reason: {reason!r} (say why this optimizer is used)")
+        canonical = canonical_name(name)
+        knowledge.get_info(canonical)  # a ValueError naming the known ones otherwise
+        if canonical == self.optimizer:
+            return self
+        choice = Choice("optimizer", canonical, "optimizer-given", reason, source)
+        given = {k: c for k, c in self.given.items() if not k.startswith("optimizer")}
+        return _recipe(self.setup, {**given, "optimizer": choice})
 
     def _resolved(self, steps_per_epoch: int | None) -> Recipe:
         recipe = self.for_run(steps_per_epoch)
@@ -381,10 +399,25 @@ class _Name:
 
 
 def _recipe(setup: Setup, given: Mapping[str, Choice] | None = None) -> Recipe:
-    draft = apply_rules(setup)
-    for choice in (given or {}).values():
-        draft.set(choice)
-    return Recipe(setup=setup, choices=draft.choices(), given=dict(given or {}))
+    given = dict(given or {})
+    rules = RULES
+    chosen = given.get("optimizer")
+    if chosen is not None:
+        # The optimizer is set before the hyperparameter rules, so its own defaults follow.
+        at = next(i for i, r in enumerate(RULES) if r.name == "knowledge-defaults")
+        override = Rule(
+            chosen.rule,
+            lambda s, d: True,
+            lambda s, d: {"optimizer": chosen.value},
+            chosen.reason,
+            chosen.source,
+        )
+        rules = (*RULES[:at], override, *RULES[at:])
+    draft = apply_rules(setup, rules)
+    for key, choice in given.items():
+        if key != "optimizer":
+            draft.set(choice)
+    return Recipe(setup=setup, choices=draft.choices(), given=given)
 
 
 def recommend(

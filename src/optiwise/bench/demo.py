@@ -5,11 +5,13 @@ On a benchmark workload (``fmnist-cnn`` by default):
 1. :func:`optiwise.recommend` makes a recipe for the workload's model, batch and run length;
 2. :func:`optiwise.audit` checks the recipe's objects and the two naive setups (Adam at
    1e-3 and SGD at 0.01 without momentum, both at a constant LR: ``knowledge.NAIVE_SETUPS``);
-3. :func:`optiwise.find_lr` runs the LR range test with the recipe's optimizer;
-4. the recipe is trained at the LR the range test recommends (``Recipe.with_lr``, then
-   ``Recipe.build``: optimizer, scheduler and :class:`~optiwise.Stepper`), and the naive
-   setups on the same budget, data order and seed, all by the benchmark's own loop
-   (:func:`optiwise.bench.protocol.train_problem`);
+3. :func:`optiwise.find_lr` runs the LR range test with the recipe's optimizer, and
+   :func:`optiwise.tune` chooses the recipe's peak LR by short trials that mirror the run
+   (at most ``tune_budget`` times the run's steps);
+4. the recipe is trained at the tuned LR (or, with ``tune_budget=None``, the range test's
+   recommendation; ``Recipe.with_lr``, then ``Recipe.build``: optimizer, scheduler and
+   :class:`~optiwise.Stepper`), and the naive setups on the same budget, data order and
+   seed, all by the benchmark's own loop (:func:`optiwise.bench.protocol.train_problem`);
 5. :func:`write_demo_report` writes the folder: ``index.md`` with the summary table, the
    recipe with its reasons, the audit findings and the plots.
 
@@ -47,6 +49,7 @@ from optiwise.bench.report import _colors, _md_table, _num, check_out_dir
 from optiwise.bench.workloads import Problem, Workload, get_workload
 from optiwise.lr_finder import LRFinderResult, find_lr
 from optiwise.train import Stepper
+from optiwise.tune import TuneResult, tune
 
 __all__ = [
     "DEMO_BUDGET",
@@ -94,6 +97,9 @@ class DemoConfig:
     jobs:
         1: everything in this process, one run after the other; 2: the naive setups train
         in a second process at the same time.
+    tune_budget:
+        :func:`optiwise.tune`'s budget as a fraction of ``budget`` (its steps, never
+        exceeded); ``None``: no tuning, the recipe trains at the range test's LR.
     """
 
     workload: str = "fmnist-cnn"
@@ -105,6 +111,7 @@ class DemoConfig:
     lr_confirm: int = 3
     lr_confirm_steps: int | None = None
     jobs: int = 2
+    tune_budget: float | None = 1.0
 
     def validated(self) -> DemoConfig:
         """A copy with the workload's canonical name; a ValueError naming the first bad
@@ -120,6 +127,21 @@ class DemoConfig:
                 _check_int(name, value, 2 if name == "lr_confirm_steps" else 1)
         _check_int("lr_steps", self.lr_steps, 10)
         _check_int("lr_confirm", self.lr_confirm, 1)
+        tb = self.tune_budget
+        if tb is not None and (
+            isinstance(tb, bool) or not isinstance(tb, (int, float)) or not 0 < tb < math.inf
+        ):
+            raise ValueError(f"Invalid tune_budget: {tb!r} (a fraction of budget > 0, or None)")
+        if tb is not None:
+            from optiwise.tune import plan_rungs
+
+            try:
+                plan_rungs(math.floor(tb * self.budget + 1e-9), self.budget)
+            except ValueError as exc:
+                raise ValueError(
+                    f"tune_budget={tb} of a {self.budget}-step run: {exc}; or pass "
+                    "tune_budget=None (--tune-budget 0) to train at the range test's LR"
+                ) from None
         if self.jobs not in (1, 2):
             raise ValueError(f"Invalid jobs: {self.jobs!r} (use 1 or 2 processes)")
         return replace(self, workload=workload.name)
@@ -175,6 +197,7 @@ class DemoResult:
     the range test's confirmation runs.  ``runs`` holds the recipe's run first.
     ``wall_time`` and ``cpu_time`` (this process and its worker) cover the whole demo;
     ``load`` is the machine's 1-minute load average at the start and at the end.
+    ``tuned`` is :func:`optiwise.tune`'s result (None with ``tune_budget=None``).
     """
 
     config: DemoConfig
@@ -190,6 +213,7 @@ class DemoResult:
     cpu_time: float
     threads: int
     load: tuple[float, float]
+    tuned: TuneResult | None = None
 
     def run(self, key: str) -> SetupRun:
         """The run of setup ``key``."""
@@ -361,6 +385,54 @@ class _Worker:
 # --------------------------------------------------------------------------------------------
 
 
+def _probe_data(
+    workload: Workload, problem: Problem, cfg: DemoConfig, n_batches: int, tick: Callable[[], None]
+) -> tuple[list[Any], list[Any], int, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    """The first ``n_batches`` batches of the run's own data order, a slice of the
+    validation set in batches (and its size), and the loss, counting training micro-batches
+    through ``tick``."""
+    assert problem.criterion is not None and problem.val_data is not None
+    criterion = problem.criterion
+    stream = workload.build(cfg.seed, cfg.limit).next_batch
+    batches = [stream() for _ in range(n_batches)]
+    x_val, y_val = problem.val_data
+    n = min(len(y_val), _LR_VAL_EXAMPLES)
+    size = workload.batch_size
+    val = [(x_val[i : i + size], y_val[i : i + size]) for i in range(0, n, size)]
+
+    def counted(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():  # a training micro-batch, not an evaluation
+            tick()
+        return criterion(outputs, targets)
+
+    return batches, val, n, counted
+
+
+def _tune(
+    workload: Workload,
+    problem: Problem,
+    recipe: Recipe,
+    cfg: DemoConfig,
+    tick: Callable[[], None],
+) -> TuneResult:
+    """:func:`optiwise.tune` on the workload: each trial a fresh model of the workload from
+    the run's seed, the run's first batches, the range test's validation slice."""
+    assert cfg.tune_budget is not None
+    batches, val, _, counted = _probe_data(
+        workload, problem, cfg, cfg.budget * recipe.accumulation, tick
+    )
+    return tune(
+        lambda seed: workload.build(seed, cfg.limit).model,
+        batches,
+        loss_fn=counted,
+        val_data=val,
+        recipe=recipe,
+        total_steps=cfg.budget,
+        budget=cfg.tune_budget,
+        seed=cfg.seed,
+    )
+
+
 def _lr_test(
     workload: Workload,
     problem: Problem,
@@ -371,20 +443,9 @@ def _lr_test(
     """The range test with the recipe's optimizer on ``problem``'s model (restored after),
     on the first batches of the run's own data order and a slice of the validation set
     (the result, and how many validation examples)."""
-    assert problem.criterion is not None and problem.val_data is not None
-    criterion = problem.criterion
-    stream = workload.build(cfg.seed, cfg.limit).next_batch
     confirm_steps = cfg.lr_confirm_steps or max(10, cfg.lr_steps // 2)
-    batches = [stream() for _ in range(max(cfg.lr_steps, confirm_steps) * recipe.accumulation)]
-    x_val, y_val = problem.val_data
-    n = min(len(y_val), _LR_VAL_EXAMPLES)
-    size = workload.batch_size
-    val = [(x_val[i : i + size], y_val[i : i + size]) for i in range(0, n, size)]
-
-    def counted(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():  # a training micro-batch, not an evaluation
-            tick()
-        return criterion(outputs, targets)
+    n_batches = max(cfg.lr_steps, confirm_steps) * recipe.accumulation
+    batches, val, n, counted = _probe_data(workload, problem, cfg, n_batches, tick)
 
     optimizer, _, _ = recipe.build(problem.model)
     found = find_lr(
@@ -399,6 +460,7 @@ def _lr_test(
         task=recipe.task,
         confirm=cfg.lr_confirm,
         confirm_steps=confirm_steps,
+        total_steps=cfg.budget,
     )
     return found, n
 
@@ -508,6 +570,10 @@ def run_demo(
     )
     confirm_steps = cfg.lr_confirm_steps or max(10, cfg.lr_steps // 2)
     lr_steps = (cfg.lr_steps + cfg.lr_confirm * confirm_steps) * advised.accumulation
+    tune_steps = 0
+    if cfg.tune_budget is not None:
+        tune_steps = math.floor(cfg.tune_budget * cfg.budget + 1e-9) * advised.accumulation
+    lr_steps += tune_steps
     naive = list(knowledge.NAIVE_SETUPS)
     total = lr_steps + cfg.budget * (1 + len(naive))
     bar = _Tracker(progress, total, workload.name, log)
@@ -549,13 +615,32 @@ def run_demo(
             lr_test, lr_val = _lr_test(workload, problem, advised, cfg, tick)
             rec = lr_test.recommended
             say(f"LR range test: peak LR {rec.lr:.3g} ({rec.name}: {rec.reason})")
-            peak = float(f"{rec.lr:.3g}")
-            recipe = advised.with_lr(
-                peak,
-                reason=f"the LR range test's recommendation to 3 digits ({rec.name}: "
-                f"{rec.reason}); the advisor's default was {advised.hparams['lr']:.3g}",
-                source="optiwise.find_lr",
-            )
+            tuned = None
+            if cfg.tune_budget is None:
+                peak = float(f"{rec.lr:.3g}")
+                recipe = advised.with_lr(
+                    peak,
+                    reason=f"the LR range test's recommendation to 3 digits ({rec.name}: "
+                    f"{rec.reason}); the advisor's default was {advised.hparams['lr']:.3g}",
+                    source="optiwise.find_lr",
+                )
+            else:
+                bar.label("tune")
+                tuned = _tune(workload, problem, advised, cfg, tick)
+                for _ in range((tuned.budget_steps - tuned.spent_steps) * advised.accumulation):
+                    tick()  # the budget the probe did not need
+                say(
+                    f"tune: peak LR {tuned.lr:.3g} from {len(tuned.trials)} trials, "
+                    f"{tuned.spent_steps} of {tuned.budget_steps} budgeted steps"
+                )
+                peak = float(f"{tuned.lr:.3g}")
+                recipe = advised.with_lr(
+                    peak,
+                    reason=f"optiwise.tune's LR to 3 digits ({len(tuned.trials)} trials, "
+                    f"{tuned.spent_steps} steps); the advisor's default was "
+                    f"{advised.hparams['lr']:.3g}",
+                    source="optiwise.tune",
+                )
             optimizer, scheduler, stepper = recipe.build(problem.model)
             findings = audit(
                 optimizer,
@@ -615,6 +700,7 @@ def run_demo(
         cpu_time=_cpu_seconds() - start_cpu,
         threads=torch.get_num_threads(),
         load=(start_load, _load()),
+        tuned=tuned,
     )
 
 
@@ -768,11 +854,40 @@ def _audit_md(result: DemoResult) -> list[str]:
     return lines
 
 
+def _tune_md(result: DemoResult) -> list[str]:
+    tuned = result.tuned
+    if tuned is None:
+        return []
+    cfg = result.config
+    return [
+        "## Tuning",
+        "",
+        f"`optiwise.tune` with the recipe, `total_steps={cfg.budget}`, "
+        f"`budget={cfg.tune_budget}`: {len(tuned.trials)} trials that mirror the run (its "
+        "optimizer, parameter groups, clipping and schedule, compressed, the warmup in steps), "
+        f"{tuned.spent_steps} of {tuned.budget_steps} budgeted optimizer steps. The recipe "
+        f"trains at its peak LR **{tuned.lr:.3g}**.",
+        "",
+        "```",
+        tuned.summary(),
+        "```",
+        "",
+        "![tune](tune.png)",
+        "",
+    ]
+
+
 def _index(result: DemoResult, command: str | None) -> str:
     w, cfg, rec = result.workload, result.config, result.recipe
     header, rows = summary_rows(result)
     lt = result.lr_test
     chosen = lt.recommended
+    tuned = result.tuned
+    source = (
+        f"the LR range test's recommendation, {chosen.lr:.3g} (below)"
+        if tuned is None
+        else f"`optiwise.tune`'s, {tuned.lr:.3g} (below)"
+    )
     lines = [
         "# optiwise demo: a recipe against two naive setups",
         "",
@@ -805,8 +920,8 @@ def _index(result: DemoResult, command: str | None) -> str:
         f"`optiwise.recommend(model, batch_size={w.batch_size}, total_steps={cfg.budget}, "
         f"dataset_size={result.advised.setup.dataset_size})` chose "
         f"{knowledge.get_info(rec.optimizer).display} with {rec.schedule or 'a constant LR'}; "
-        f"its LR of {result.advised.hparams['lr']:.3g} was then replaced by the LR range "
-        f"test's recommendation, {chosen.lr:.3g} (below). Every choice with its rule and reason:",
+        f"its LR of {result.advised.hparams['lr']:.3g} was then replaced by {source}. "
+        "Every choice with its rule and reason:",
         "",
         "```",
         rec.explain(),
@@ -832,6 +947,7 @@ def _index(result: DemoResult, command: str | None) -> str:
         "",
         "![LR range test](lr_finder.png)",
         "",
+        *_tune_md(result),
         "## Audit",
         "",
         "`optiwise.audit(optimizer, model=model, scheduler=scheduler, "
@@ -845,6 +961,7 @@ def _index(result: DemoResult, command: str | None) -> str:
         "- `curves.png`: training loss, validation loss and "
         f"{w.metric}, and the LR of every step, for the three setups",
         "- `lr_finder.png`: the LR range test",
+        *(["- `tune.png`: the tuning trials and the horizon fit"] if tuned is not None else []),
         "- `recipe.txt`, `recipe.yaml`, `recipe.py`: the recipe as trained, explained, as "
         "data and as code",
         "- `summary.json`: the table, the findings, the runs' curves and the range test as data",
@@ -876,6 +993,7 @@ def _summary_json(result: DemoResult) -> dict[str, Any]:
             "load": list(result.load),
             "summary": {"header": header, "rows": rows},
             "lr_test": result.lr_test.to_dict(),
+            "tune": result.tuned.to_dict() if result.tuned is not None else None,
             "runs": [
                 {
                     "key": run.key,
@@ -900,6 +1018,8 @@ def write_demo_report(
     target = check_out_dir(out)
     with atomic_dir(target) as tmp:
         result.lr_test.plot(tmp / "lr_finder.png")
+        if result.tuned is not None:
+            result.tuned.plot(tmp / "tune.png")
         _plot_curves(result, tmp / "curves.png")
         atomic_write_text(tmp / "recipe.txt", result.recipe.explain() + "\n")
         atomic_write_text(tmp / "recipe.yaml", result.recipe.to_yaml())
