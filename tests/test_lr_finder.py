@@ -317,9 +317,13 @@ def test_an_existing_optimizer_gives_its_registry_range() -> None:
     r = find_lr(model, src.loss_fn, src.train, opt, num_steps=10, confirm=0)
     assert r.optimizer == "sgd"
     assert (r.start_lr, r.end_lr) == pytest.approx(sweep_range("sgd"))
-    lbfgs_like = torch.optim.Rprop(model.parameters())
+
+    class Unregistered(torch.optim.SGD):
+        pass
+
+    unknown = Unregistered(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="pass start_lr and end_lr"):
-        find_lr(model, src.loss_fn, src.train, lbfgs_like, num_steps=10)
+        find_lr(model, src.loss_fn, src.train, unknown, num_steps=10)
 
 
 def test_bf16_autocast_on_cpu() -> None:

@@ -187,6 +187,7 @@ def test_demo_runs_and_writes_the_report(
     out = tmp_path / "optiwise-report"
     argv = ["demo", "--workload", "digits-mlp", "--budget", "6", "--limit", "200"]
     argv += ["--eval-every", "3", "--lr-steps", "10", "--jobs", "1", "--out", str(out)]
+    argv += ["--tune-budget", "0"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "LR range test: peak LR" in printed
