@@ -121,6 +121,9 @@ class SophiaGRefreshing(SophiaG):
         super().__init__(params, **kw)
         self.every, self.batch_size = every, batch_size
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "every": self.every, "batch_size": self.batch_size}
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = self._run_closure(closure)

@@ -5,12 +5,16 @@ refused, param groups independent, state_dict resume bit-for-bit, bad loads reje
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import pickle
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
+from torch.optim import Optimizer
 
+from optiwise.optim._base import OptiwiseOptimizer
 from tests.optim.cases import CASES, Case
 
 IDS = [c.name for c in CASES]
@@ -220,3 +224,94 @@ def equal_state(a: object, b: object) -> bool:
             return False
         return len(a) == len(b) and all(equal_state(x, y) for x, y in zip(a, b, strict=True))
     return torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint compatibility (torch's test_load_nontensor_step, test_can_load_older_state_dict,
+# test_deepcopy_copies_all_public_attrs)
+# ---------------------------------------------------------------------------------------------
+
+
+def _state_dicts(sd: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """``sd`` and the optimizers' state dicts nested in it (MultiOptimizer's children)."""
+    if "state" in sd and "param_groups" in sd:
+        yield sd
+    for child in sd.get("optimizers", {}).values():
+        yield from _state_dicts(child)
+
+
+def _optimizers(opt: Optimizer) -> Iterator[Optimizer]:
+    """``opt`` and the optimizers it wraps (Lookahead's inner, MultiOptimizer's children)."""
+    yield opt
+    if isinstance(opt.__dict__.get("optimizer"), Optimizer):
+        yield from _optimizers(opt.__dict__["optimizer"])
+    for child in getattr(opt, "optimizers", {}).values():
+        yield from _optimizers(child)
+
+
+def _resumed_equals_uninterrupted(case: Case, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Train 8 steps, save, ``edit`` the saved state dict, load it into a fresh optimizer
+    and train 8 more: bit for bit the 16 uninterrupted steps."""
+    ref = mlp()
+    train(ref, case.make(ref.parameters()), range(16))
+    model = mlp()
+    opt = case.make(model.parameters())
+    train(model, opt, range(8))
+    saved = copy.deepcopy(opt.state_dict())
+    edit(saved)
+    opt2 = case.make(model.parameters())
+    opt2.load_state_dict(saved)
+    train(model, opt2, range(8, 16))
+    assert same(model, ref)
+
+
+def test_counters_load_as_numbers_or_tensors(case: Case) -> None:
+    # a checkpoint may hold a counter as a number where the optimizer keeps a 0-dim tensor
+    # (torch accepts a plain-number `step`) or as a 0-dim tensor where it keeps a number
+    def flip(saved: dict[str, Any]) -> None:
+        for sd in _state_dicts(saved):
+            for state in sd["state"].values():
+                for key, value in state.items():
+                    if isinstance(value, torch.Tensor) and value.ndim == 0:
+                        state[key] = value.item()
+                    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                        exact = torch.float32 if isinstance(value, int) else torch.float64
+                        state[key] = torch.tensor(float(value), dtype=exact)
+
+    _resumed_equals_uninterrupted(case, flip)
+
+
+def test_state_dict_lacking_later_added_options_loads_with_their_defaults(case: Case) -> None:
+    # An older checkpoint lacks the options added since; their defaults are the behaviour
+    # from before, so a state dict without the keys that hold their default value resumes
+    # exactly (torch's optimizers setdefault such keys in __setstate__).
+    optional: dict[str, Any] = {"maximize": False, "foreach": None, "differentiable": False}
+    for o in _optimizers(case.make(mlp().parameters())):
+        if isinstance(o, OptiwiseOptimizer):
+            optional.update(o.optional_group_keys())
+    removed: set[str] = set()
+
+    def strip(saved: dict[str, Any]) -> None:
+        for sd in _state_dicts(saved):
+            for group in sd["param_groups"]:
+                for key, default in optional.items():
+                    if key in group and group[key] == default and type(group[key]) is type(default):
+                        del group[key]
+                        removed.add(key)
+
+    _resumed_equals_uninterrupted(case, strip)
+    assert "maximize" in removed or not case.maximize
+
+
+def test_copies_keep_defaults_and_public_attributes(case: Case) -> None:
+    model = mlp()
+    opt = case.make(model.parameters())
+    train(model, opt, range(2))
+    keys = set(opt.defaults)
+    opt.load_state_dict(opt.state_dict())
+    assert set(opt.defaults) == keys
+    for copied in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        assert set(copied.defaults) == keys
+        public = {k for k in vars(opt) if not k.startswith("_")}
+        assert public <= set(vars(copied)), public - set(vars(copied))
+        assert copied.param_groups[0].keys() == opt.param_groups[0].keys()

@@ -103,6 +103,7 @@ class LAMB(OptiwiseOptimizer):
         "exp_avg": "param",
         "exp_avg_sq": "param",
     }
+    counter_types: ClassVar[Mapping[str, type]] = {"step": Tensor}
 
     def __init__(
         self,

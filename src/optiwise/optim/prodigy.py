@@ -138,6 +138,7 @@ class Prodigy(OptiwiseOptimizer):
         "p0": "param",
         "step": "scalar",
     }
+    counter_types: ClassVar[Mapping[str, type]] = {"step": int}
 
     def __init__(
         self,

@@ -356,6 +356,7 @@ class AdamW8bit(_Blockwise8bit):
 
     moments = (("exp_avg", True), ("exp_avg_sq", False))
     counters = ("step",)
+    counter_types: ClassVar[Mapping[str, type]] = {"step": int}
     state_keys: ClassVar[Mapping[str, StateKind]] = _Blockwise8bit._make_state_keys(
         moments, counters
     )

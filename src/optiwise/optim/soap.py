@@ -201,6 +201,7 @@ class SOAP(OptiwiseOptimizer):
         "GG": "any",
         "Q": "any",
     }
+    counter_types: ClassVar[Mapping[str, type]] = {"step": int}
 
     def __init__(
         self,

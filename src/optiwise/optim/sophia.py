@@ -254,6 +254,7 @@ class SophiaG(OptiwiseOptimizer):
         "exp_avg": "param",
         "hessian": "param",
     }
+    counter_types: ClassVar[Mapping[str, type]] = {"step": int}
 
     def __init__(
         self,
