@@ -315,3 +315,16 @@ def test_copies_keep_defaults_and_public_attributes(case: Case) -> None:
         public = {k for k in vars(opt) if not k.startswith("_")}
         assert public <= set(vars(copied)), public - set(vars(copied))
         assert copied.param_groups[0].keys() == opt.param_groups[0].keys()
+
+
+def test_tensor_lr_equals_float_lr(case: Case) -> None:
+    # torch's optimizers take a 1-element tensor LR (test_tensor_lr; 2^-9 is exact in
+    # float32); torch's own kernels take other code paths for it, hence the tolerance
+    lr = 2.0**-9
+    a, b = mlp(), mlp()
+    train(a, case.make(a.parameters(), lr=lr), range(6))
+    train(b, case.make(b.parameters(), lr=torch.tensor(lr)), range(6))
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match=r"(?i)lr|learning rate"):
+        case.make(mlp().parameters(), lr=torch.tensor([lr, lr]))

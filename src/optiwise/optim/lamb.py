@@ -64,7 +64,8 @@ class LAMB(OptiwiseOptimizer):
     params:
         Parameters or param-group dicts.
     lr:
-        Learning rate (> 0); the step of a tensor is about ``lr * ||w||``.
+        Learning rate (> 0; a 1-element tensor is read at each step, so changing it in
+        place takes effect); the step of a tensor is about ``lr * ||w||``.
     betas:
         ``(beta1, beta2)`` in [0, 1) for the first and second moments.
     eps:
@@ -108,7 +109,7 @@ class LAMB(OptiwiseOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1e-3,
+        lr: float | Tensor = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-6,
         weight_decay: float = 0.0,
@@ -121,8 +122,7 @@ class LAMB(OptiwiseOptimizer):
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
-        check_positive("learning rate", lr)
-        validate_hparams({"betas": betas, "eps": eps, "weight_decay": weight_decay})
+        validate_hparams({"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
         check_fused_args(fused, foreach)
         if fused and eps == 0:
             raise ValueError(_NEEDS_EPS)
@@ -180,7 +180,7 @@ class LAMB(OptiwiseOptimizer):
                 exp_avgs,
                 exp_avg_sqs,
                 steps,
-                lr=group["lr"],
+                lr=float(group["lr"]),
                 beta1=beta1,
                 beta2=beta2,
                 eps=group["eps"],
@@ -251,6 +251,6 @@ class LAMB(OptiwiseOptimizer):
                 else:
                     ratio = torch.ones_like(sums[:, 0], dtype=_ratio_dtype(params[0].dtype))
                 passes.run(
-                    lamb_fused_apply, per_tensor={"ratio": ratio}, neg_lr=-group["lr"],
+                    lamb_fused_apply, per_tensor={"ratio": ratio}, neg_lr=-float(group["lr"]),
                     **hparams,
                 )  # fmt: skip
