@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from optiwise.optim import LAMB, LARS, Lion, ScheduleFreeAdamW, SophiaG
 from optiwise.optim._base import OptiwiseOptimizer
 from tests.optim.cases import CASES, Case
 
@@ -328,3 +329,40 @@ def test_tensor_lr_equals_float_lr(case: Case) -> None:
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match=r"(?i)lr|learning rate"):
         case.make(mlp().parameters(), lr=torch.tensor([lr, lr]))
+
+
+def test_complex_params_step_as_their_real_views(case: Case) -> None:
+    # torch's test_complex: a complex parameter is its (real, imaginary) pairs
+    if case.complex is None:
+        pytest.skip(f"{case.name} routes tensors by shape, which the real view changes")
+    gen = torch.Generator().manual_seed(3)
+    start = [torch.randn(4, 3, dtype=torch.complex64, generator=gen), torch.randn(3, generator=gen)]
+    grads = [[torch.randn(t.shape, dtype=t.dtype, generator=gen) for t in start] for _ in range(5)]
+    cplx = [nn.Parameter(t.clone()) for t in start]
+    real = [
+        nn.Parameter(torch.view_as_real(t).clone() if t.is_complex() else t.clone()) for t in start
+    ]
+    if case.complex is False:
+        opt = case.make(cplx)
+        cplx[0].grad, cplx[1].grad = grads[0]
+        with pytest.raises(ValueError, match="complex"):
+            opt.step()
+        return
+    opt_c, opt_r = case.make(cplx), case.make(real)
+    for step_grads in grads:
+        for p, q, g in zip(cplx, real, step_grads, strict=True):
+            p.grad = g.clone()
+            q.grad = torch.view_as_real(g).clone() if g.is_complex() else g.clone()
+        opt_c.step()
+        opt_r.step()
+    torch.testing.assert_close(torch.view_as_real(cplx[0].detach()), real[0].detach())
+    torch.testing.assert_close(cplx[1].detach(), real[1].detach())
+
+
+@pytest.mark.parametrize("cls", [Lion, LAMB, LARS, SophiaG, ScheduleFreeAdamW])
+def test_fused_true_refuses_complex_params_naming_the_way_out(cls: type[Optimizer]) -> None:
+    p = nn.Parameter(torch.zeros(3, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="complex64: pass fused=False"):
+        opt = cls([p], fused=True)
+        p.grad = torch.ones_like(p)
+        opt.step()

@@ -112,6 +112,18 @@ class OptiwiseOptimizer(Optimizer):
             else:
                 state[key] = kind(number)
 
+    def _refuse_complex(self, params: Sequence[Tensor], why: str) -> None:
+        """Raise a ValueError naming the first complex tensor of ``params`` (``why``: the
+        reason, e.g. "its preconditioner is a real eigenbasis")."""
+        for p in params:
+            if p.is_complex():
+                raise ValueError(
+                    f"{type(self).__name__} does not support complex parameters ({why}); got a "
+                    f"{p.dtype} parameter of shape {tuple(p.shape)}: optimize its real view "
+                    "instead, torch.nn.Parameter(torch.view_as_real(p)), using "
+                    "torch.view_as_complex(param) in the model"
+                )
+
     @staticmethod
     def _real_views(tensors: list[Tensor]) -> list[Tensor]:
         """``tensors`` with each complex one as ``torch.view_as_real`` of it (a view: updating

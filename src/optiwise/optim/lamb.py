@@ -174,11 +174,12 @@ class LAMB(OptiwiseOptimizer):
                 else lamb_single_tensor
             )
             beta1, beta2 = group["betas"]
+            real = self._real_views  # complex tensors as (real, imaginary) pairs
             fn(
-                params,
-                grads,
-                exp_avgs,
-                exp_avg_sqs,
+                real(params),
+                real(grads),
+                real(exp_avgs),
+                real(exp_avg_sqs),
                 steps,
                 lr=float(group["lr"]),
                 beta1=beta1,

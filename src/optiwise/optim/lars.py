@@ -145,10 +145,11 @@ class LARS(OptiwiseOptimizer):
                 if self._use_foreach(group["foreach"], params)
                 else lars_single_tensor
             )
+            real = self._real_views  # complex tensors as (real, imaginary) pairs
             fn(
-                params,
-                grads,
-                bufs,
+                real(params),
+                real(grads),
+                None if bufs is None else real(bufs),
                 lr=float(group["lr"]),
                 momentum=group["momentum"],
                 weight_decay=group["weight_decay"],

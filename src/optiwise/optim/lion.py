@@ -103,8 +103,9 @@ class Lion(OptiwiseOptimizer):
                 if self._use_foreach(group["foreach"], params)
                 else lion_single_tensor
             )
+            real = self._real_views  # complex tensors as (real, imaginary) pairs
             fn(
-                params, grads, exp_avgs, lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd,
-                maximize=group["maximize"],
+                real(params), real(grads), real(exp_avgs), lr=lr, beta1=beta1, beta2=beta2,
+                weight_decay=wd, maximize=group["maximize"],
             )  # fmt: skip
         return loss

@@ -225,10 +225,12 @@ class Prodigy(OptiwiseOptimizer):
             work.append((group, params, grads))
             if float(group["lr"]) <= 0 or not params:
                 continue
+            real = self._real_views  # complex tensors as (real, imaginary) pairs
             prodigy_estimate(
-                params, grads, self._exp_avgs(params, beta1),
-                [self.state[p]["exp_avg_sq"] for p in params],
-                [self.state[p]["s"] for p in params], [self.state[p]["p0"] for p in params],
+                real(params), real(grads), self._exp_avgs(params, beta1),
+                real([self.state[p]["exp_avg_sq"] for p in params]),
+                real([self.state[p]["s"] for p in params]),
+                real([self.state[p]["p0"] for p in params]),
                 d=d, d0=group["d0"], dlr=d * float(group["lr"]) * bias, beta1=beta1, beta2=beta2,
                 beta3=beta3, safeguard_warmup=group["safeguard_warmup"],
                 numerator=numerator, denominator=denominator,
@@ -247,13 +249,16 @@ class Prodigy(OptiwiseOptimizer):
             group.update(d=d, d_max=d_max, d_numerator=d_numerator, k=k + 1)
             for p in params:
                 self.state[p]["step"] += 1
+            real = self._real_views
             prodigy_apply(
-                params, grads, self._exp_avgs(params, beta1),
-                [self.state[p]["exp_avg_sq"] for p in params],
+                real(params), real(grads), self._exp_avgs(params, beta1),
+                real([self.state[p]["exp_avg_sq"] for p in params]),
                 d=d, dlr=d_step * float(group["lr"]) * bias, eps=group["eps"],
                 decoupled_decay=group["weight_decay"] if group["decouple"] else 0.0,
             )  # fmt: skip
         return loss
 
     def _exp_avgs(self, params: list[Tensor], beta1: float) -> list[Tensor] | None:
-        return [self.state[p]["exp_avg"] for p in params] if beta1 > 0 else None
+        if beta1 == 0:
+            return None
+        return self._real_views([self.state[p]["exp_avg"] for p in params])

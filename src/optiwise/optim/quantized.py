@@ -197,6 +197,7 @@ class _Blockwise8bit(OptiwiseOptimizer):
         state = self.state.get(param)
         if state:
             return state
+        self._refuse_complex([param], "its 8-bit quantization maps are real")
         if not param.is_floating_point():
             raise ValueError(
                 f"{type(self).__name__} needs floating-point parameters, got {param.dtype}"

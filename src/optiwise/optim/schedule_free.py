@@ -274,13 +274,14 @@ class ScheduleFreeAdamW(OptiwiseOptimizer):
                 if self._use_foreach(group["foreach"], params)
                 else schedule_free_adamw_single_tensor
             )
+            real = self._real_views  # complex tensors as (real, imaginary) pairs
             for (lr, ckp1, bc2), idx in buckets.items():
                 ps = [params[i] for i in idx]
                 fn(
-                    ps,
-                    [grads[i] for i in idx],
-                    [self.state[p]["z"] for p in ps],
-                    [self.state[p]["exp_avg_sq"] for p in ps],
+                    real(ps),
+                    real([grads[i] for i in idx]),
+                    real([self.state[p]["z"] for p in ps]),
+                    real([self.state[p]["exp_avg_sq"] for p in ps]),
                     lr=lr,
                     ckp1=ckp1,
                     beta1=beta1,

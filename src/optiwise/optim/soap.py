@@ -249,6 +249,7 @@ class SOAP(OptiwiseOptimizer):
         loss = self._run_closure(closure)
         for group in self.param_groups:
             params, grads = self._params_with_grads(group)
+            self._refuse_complex(params, "its preconditioner's eigenbasis is real")
             if group["maximize"]:
                 grads = [-g for g in grads]
             beta1, beta2 = group["betas"]
