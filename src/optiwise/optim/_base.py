@@ -49,6 +49,9 @@ __all__ = ["OptiwiseOptimizer", "StateKind"]
 #: ``"any"``: checked by the subclass (:meth:`OptiwiseOptimizer._check_param_state`).
 StateKind = Literal["param", "scalar", "any"]
 
+#: Half-precision dtypes (their elementwise math runs in float32).
+_HALF = (torch.float16, torch.bfloat16)
+
 #: Param-group keys that choose a code path rather than the update.
 _PATH_KEYS = frozenset({"foreach", "fused"})
 
@@ -152,13 +155,17 @@ class OptiwiseOptimizer(Optimizer):
             grads.append(p.grad)
         return params, grads
 
-    def _state_buffers(self, params: list[Tensor], key: str) -> list[Tensor]:
-        """``self.state[p][key]`` for each of ``params``, created as zeros on first use."""
+    def _state_buffers(
+        self, params: list[Tensor], key: str, *, half_as_float: bool = False
+    ) -> list[Tensor]:
+        """``self.state[p][key]`` for each of ``params``, created as zeros on first use (in
+        float32 for float16/bfloat16 parameters with ``half_as_float``)."""
         buffers: list[Tensor] = []
         for p in params:
             state = self.state[p]
             if key not in state:
-                state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                dtype = torch.float32 if half_as_float and p.dtype in _HALF else p.dtype
+                state[key] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
             buffers.append(state[key])
         return buffers
 

@@ -303,7 +303,7 @@ def lamb_single_tensor(
     ``max_trust_ratio``; 1 when not ``adapt``); ``w <- w - lr r u``.
     """
     for param, grad, m, v, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps, strict=True):
-        g = -grad if maximize else grad
+        g = (-grad if maximize else grad).to(m.dtype)  # float32 moments of half parameters
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         if bias_correction:
@@ -347,6 +347,8 @@ def lamb_multi_tensor(
     if not params:
         return
     gs = torch._foreach_neg(grads) if maximize else grads
+    if any(g.dtype != m.dtype for g, m in zip(gs, exp_avgs, strict=True)):
+        gs = [g.to(m.dtype) for g, m in zip(gs, exp_avgs, strict=True)]  # half parameters
     torch._foreach_lerp_(exp_avgs, gs, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, gs, gs, value=1 - beta2)

@@ -96,7 +96,10 @@ class LAMB(OptiwiseOptimizer):
     State
     -----
     ``step``: steps taken by the tensor (a 0-dim float32 CPU tensor, as torch's Adam);
-    ``exp_avg``: the first moment ``m``; ``exp_avg_sq``: the second moment ``v``.
+    ``exp_avg``: the first moment ``m``; ``exp_avg_sq``: the second moment ``v``. The moments
+    of float16 and bfloat16 parameters are float32 on every path (in float16,
+    ``(1 - b2) g^2`` of a 1e-2 gradient underflows to 0 and the step would become
+    ``m / eps``; in bfloat16, ``b2 v`` rounds to ``v``): 8 bytes per element.
     """
 
     state_keys: ClassVar[Mapping[str, StateKind]] = {
@@ -162,8 +165,10 @@ class LAMB(OptiwiseOptimizer):
             if counters:
                 torch._foreach_add_(counters, 1.0)
                 steps = [int(t) for t in torch.stack([c.cpu() for c in counters]).tolist()]
-            exp_avgs = self._state_buffers(params, "exp_avg")
-            exp_avg_sqs = self._state_buffers(params, "exp_avg_sq")
+            # float32 moments for half-precision parameters: in float16, (1 - b2) g^2
+            # underflows to 0 (the step becomes g / eps); in bfloat16, b2 v rounds to v
+            exp_avgs = self._state_buffers(params, "exp_avg", half_as_float=True)
+            exp_avg_sqs = self._state_buffers(params, "exp_avg_sq", half_as_float=True)
             fused = self._use_fused(group, params, lamb_fused_norms, lamb_fused_apply)
             if fused and self._fusable(group):
                 self._fused_lamb(group, params, grads, exp_avgs, exp_avg_sqs, steps)
