@@ -14,7 +14,17 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from optiwise.optim import LAMB, LARS, Lion, ScheduleFreeAdamW, SophiaG
+from optiwise.optim import (
+    LAMB,
+    LARS,
+    AdamW8bit,
+    Lion,
+    Lion8bit,
+    Lookahead,
+    ScheduleFreeAdamW,
+    SophiaG,
+    _kernels,
+)
 from optiwise.optim._base import OptiwiseOptimizer
 from tests.optim.cases import CASES, Case
 
@@ -366,3 +376,51 @@ def test_fused_true_refuses_complex_params_naming_the_way_out(cls: type[Optimize
         opt = cls([p], fused=True)
         p.grad = torch.ones_like(p)
         opt.step()
+
+
+def _lookahead_lion(params: Any) -> Optimizer:
+    return Lookahead(Lion(params, lr=1e-2, weight_decay=0.1), k=2, alpha=0.5)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        _lookahead_lion,
+        lambda ps: AdamW8bit(ps, lr=1e-2, min_8bit_numel=0, block_size=64),
+        lambda ps: Lion8bit(ps, lr=1e-3, min_8bit_numel=0, block_size=64),
+    ],
+    ids=["lookahead_lion", "adamw8bit_8bit_state", "lion8bit_8bit_state"],
+)
+def test_compiled_step_equals_eager_step(
+    make: Callable[[Any], Optimizer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # torch.compile(opt.step) (torch's test_compile): Lookahead's counter and sync run
+    # eagerly around the compiled inner step, the 8-bit kernels in graph breaks. The
+    # compiled step goes first and builds the quantization maps itself (Inductor failed on
+    # tracing that).
+    monkeypatch.setattr(_kernels, "_MAPS", {})
+    gen = torch.Generator().manual_seed(5)
+    start = [
+        torch.randn(8, 4, generator=gen),
+        torch.randn(5, generator=gen),
+        torch.randn(70, generator=gen),
+    ]
+    grads = [[torch.randn(t.shape, generator=gen) for t in start] for _ in range(5)]
+    eager_params = [nn.Parameter(t.clone()) for t in start]
+    compiled_params = [nn.Parameter(t.clone()) for t in start]
+    eager, compiled = make(eager_params), make(compiled_params)
+    torch._dynamo.reset()
+    compiled_step = torch.compile(compiled.step)
+    for step_grads in grads:
+        for p, q, g in zip(eager_params, compiled_params, step_grads, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        compiled_step()
+        eager.step()
+    for p, q in zip(eager_params, compiled_params, strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7)
+    if isinstance(eager, Lookahead):
+        assert isinstance(compiled, Lookahead) and compiled.lookahead_step == 5
+        for p, q in zip(eager_params, compiled_params, strict=True):
+            torch.testing.assert_close(
+                compiled.state[q]["slow_param"], eager.state[p]["slow_param"], rtol=1e-6, atol=1e-7
+            )

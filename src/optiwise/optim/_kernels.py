@@ -1243,6 +1243,10 @@ def _scalars(hparams: dict[str, float], dtype: torch.dtype) -> dict[str, Tensor]
     return {k: torch.tensor(v, dtype=opmath) for k, v in hparams.items()}
 
 
+# Under torch.compile the 8-bit kernels run eagerly (a graph break): Inductor fails on the
+# block-wise dequantization of several small tensors (torch 2.13: "pop from empty list"),
+# and the kernels are the reference the fused C++ path is checked against bit for bit.
+@torch.compiler.disable
 def adamw8bit_single_tensor(
     params: list[Tensor],
     grads: list[Tensor],
@@ -1280,6 +1284,7 @@ def adamw8bit_single_tensor(
         )
 
 
+@torch.compiler.disable
 def lion8bit_single_tensor(
     params: list[Tensor],
     grads: list[Tensor],
