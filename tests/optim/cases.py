@@ -1,7 +1,11 @@
-"""The optimizers every conformance check runs on.
+"""The optimizers every conformance check runs on: optiwise's adaptation of torch's
+OptimizerInfo table (torch/testing/_internal/common_optimizers.py), whose invariants
+tests/optim/test_conformance.py checks.
 
 Each :class:`Case` builds an optimizer as ``case.make(params, **overrides)``; add one per
-optimizer (and per distinct code path, e.g. a variant with weight decay).
+optimizer (and per distinct code path, e.g. a variant with weight decay) and name the
+registry entries it covers in ``registered``: every name of
+:func:`optiwise.optim.list_optimizers` must be covered (test_every_registered_optimizer_has_a_case).
 """
 
 from __future__ import annotations
@@ -46,6 +50,26 @@ class Case:
     rtol: tolerance between the foreach and per-tensor paths.
     separate_groups: param groups step as separate optimizers would (not so when an
         estimate is shared across groups, as Prodigy's).
+    complex: complex parameters step as their ``torch.view_as_real`` views would (True),
+        are refused with a ValueError naming them (False), or the check does not apply
+        (None: the optimizer routes tensors by shape, which the real view changes, or it
+        is torch's own, whose complex support is torch's business).
+    registered: the registry names (:func:`optiwise.optim.list_optimizers`) this case
+        covers.
+    dense: the optimizer steps on dense gradients (SparseAdam takes sparse ones only: the
+        checks on dense gradients skip, test_sparse_only_optimizer covers it).
+    groups: the optimizer takes several param groups (LBFGS takes one).
+    own: optiwise's own optimizer or wrapper (torch's own keep torch's conventions: they
+        add ``differentiable`` to ``defaults`` when copied, may accept sparse gradients).
+    sparse_ok: the optimizer steps on sparse gradients too (torch's SGD, Adagrad).
+    needs_closure: ``step()`` needs a closure (LBFGS, which calls it several times).
+    lazy_state: state appears on a parameter's first step (torch's Adagrad makes it in
+        ``__init__``).
+    lr_message: the start of the error for a bad LR.
+    fills_older_keys: loading a state dict without ``maximize``/``foreach`` fills them
+        (torch 2.13's Adafactor does not).
+    hooks_once: step hooks run once per step (not so for a test subclass whose ``step``
+        calls its base's: torch wraps every class's ``step`` with the hooks).
     """
 
     name: str
@@ -56,6 +80,17 @@ class Case:
     bad_lr: dict[str, Any] = field(default_factory=lambda: {"lr": -1.0})
     rtol: float = 1e-6
     separate_groups: bool = True
+    complex: bool | None = True
+    registered: tuple[str, ...] = ()
+    dense: bool = True
+    groups: bool = True
+    own: bool = True
+    sparse_ok: bool = False
+    needs_closure: bool = False
+    lazy_state: bool = True
+    lr_message: str = "Invalid learning rate"
+    fills_older_keys: bool = True
+    hooks_once: bool = True
 
 
 CASES: list[Case] = [
@@ -64,6 +99,7 @@ CASES: list[Case] = [
         "torch_adamw",
         lambda params, **kw: torch.optim.AdamW(params, **{"lr": 1e-2, **kw}),
         strict_load=False,
+        registered=("adamw",),
     ),
     Case("demo_momentum", lambda params, **kw: DemoMomentum(params, **{"lr": 1e-2, **kw})),
 ]
@@ -72,8 +108,16 @@ CASES: list[Case] = [
 
 # Lion, LAMB, LARS
 CASES += [
-    Case("lion", lambda params, **kw: Lion(params, **{"lr": 1e-3, "weight_decay": 0.1, **kw})),
-    Case("lamb", lambda params, **kw: LAMB(params, **{"lr": 1e-2, "weight_decay": 0.01, **kw})),
+    Case(
+        "lion",
+        lambda params, **kw: Lion(params, **{"lr": 1e-3, "weight_decay": 0.1, **kw}),
+        registered=("lion",),
+    ),
+    Case(
+        "lamb",
+        lambda params, **kw: LAMB(params, **{"lr": 1e-2, "weight_decay": 0.01, **kw}),
+        registered=("lamb",),
+    ),
     Case(
         "lamb_v3_clamped",
         lambda params, **kw: LAMB(
@@ -97,6 +141,7 @@ CASES += [
         lambda params, **kw: LARS(
             params, **{"lr": 1.0, "weight_decay": 1e-4, "trust_coefficient": 0.02, **kw}
         ),
+        registered=("lars",),
     ),
     Case(
         "lars_nesterov",
@@ -121,6 +166,9 @@ class SophiaGRefreshing(SophiaG):
         super().__init__(params, **kw)
         self.every, self.batch_size = every, batch_size
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "every": self.every, "batch_size": self.batch_size}
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = self._run_closure(closure)
@@ -133,16 +181,22 @@ class SophiaGRefreshing(SophiaG):
 
 
 CASES += [
-    Case("sophiag", lambda params, **kw: SophiaG(params, **{"lr": 1e-2, **kw})),
+    Case(
+        "sophiag",
+        lambda params, **kw: SophiaG(params, **{"lr": 1e-2, **kw}),
+        registered=("sophiag",),
+    ),
     Case(
         "sophiag_hessian",
         lambda params, **kw: SophiaGRefreshing(
             params, **{"lr": 1e-2, "rho": 0.05, "weight_decay": 0.01, **kw}
         ),
+        hooks_once=False,
     ),
     Case(
         "schedule_free_adamw",
         lambda params, **kw: ScheduleFreeAdamW(params, **{"lr": 1e-2, "warmup_steps": 5, **kw}),
+        registered=("schedule_free_adamw",),
     ),
     Case(
         "schedule_free_adamw_paper",
@@ -171,14 +225,33 @@ def _lookahead(inner: Callable[..., Optimizer]) -> Callable[..., Optimizer]:
 _Q = {"min_8bit_numel": 0, "block_size": 64}
 
 CASES += [
-    Case("adamw8bit_fp32_state", lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, **kw})),
-    Case("adamw8bit_8bit_state", lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, **_Q, **kw})),
+    Case(
+        "adamw8bit_fp32_state",
+        lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, **kw}),
+        complex=False,
+        registered=("adamw8bit",),
+    ),
+    Case(
+        "adamw8bit_8bit_state",
+        lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, **_Q, **kw}),
+        complex=False,
+    ),
     Case(
         "adamw8bit_8bit_state_wd",
         lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, "weight_decay": 0.1, **_Q, **kw}),
+        complex=False,
     ),
-    Case("lion8bit_fp32_state", lambda ps, **kw: Lion8bit(ps, **{"lr": 1e-3, **kw})),
-    Case("lion8bit_8bit_state", lambda ps, **kw: Lion8bit(ps, **{"lr": 1e-3, **_Q, **kw})),
+    Case(
+        "lion8bit_fp32_state",
+        lambda ps, **kw: Lion8bit(ps, **{"lr": 1e-3, **kw}),
+        complex=False,
+        registered=("lion8bit",),
+    ),
+    Case(
+        "lion8bit_8bit_state",
+        lambda ps, **kw: Lion8bit(ps, **{"lr": 1e-3, **_Q, **kw}),
+        complex=False,
+    ),
     Case(
         "lookahead_torch_adamw",
         _lookahead(lambda ps, **kw: torch.optim.AdamW(ps, **{"lr": 1e-2, **kw})),
@@ -186,6 +259,7 @@ CASES += [
     Case(
         "lookahead_adamw8bit",
         _lookahead(lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, **_Q, **kw})),
+        complex=False,
     ),
 ]
 
@@ -199,28 +273,51 @@ if _native._compiler() is not None:
             "adamw8bit_fused_8bit_state",
             lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, "weight_decay": 0.1, **_Q, **_F, **kw}),
             foreach=False,
+            complex=False,
         ),
         Case(
             "adamw8bit_fused_fp32_state",
             lambda ps, **kw: AdamW8bit(ps, **{"lr": 1e-2, **_F, **kw}),
             foreach=False,
+            complex=False,
         ),
         Case(
             "lion8bit_fused_8bit_state",
             lambda ps, **kw: Lion8bit(ps, **{"lr": 1e-3, "weight_decay": 0.1, **_Q, **_F, **kw}),
             foreach=False,
+            complex=False,
         ),
         Case(
             "lion8bit_fused_fp32_state",
             lambda ps, **kw: Lion8bit(ps, **{"lr": 1e-3, **_F, **kw}),
             foreach=False,
+            complex=False,
         ),
     ]
 
 # MultiOptimizer: Lion on the 2-D weights, AdamW on the rest, each group split by ndim
 
 
-def _lion_and_adamw(params: Any, **kw: Any) -> Optimizer:
+def _split_by_ndim(
+    matrices: Callable[..., Optimizer], rest: Callable[..., Optimizer], name: str
+) -> Callable[..., Optimizer]:
+    """``MultiOptimizer({name: matrices(2-D groups), "adamw": rest(other groups)})``, each
+    param group split by ``ndim`` (for optimizers of 2-D parameters only, on a model with
+    biases)."""
+
+    def make(params: Any, **kw: Any) -> Optimizer:
+        mats, others = _ndim_groups(params)
+        children: dict[str, Optimizer] = {}
+        if mats:
+            children[name] = matrices(mats, **kw)
+        if others:
+            children["adamw"] = rest(others, **kw)
+        return MultiOptimizer(children)
+
+    return make
+
+
+def _ndim_groups(params: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     items = list(params)
     groups = items if isinstance(items[0], dict) else [{"params": items}]
     mats: list[dict[str, Any]] = []
@@ -234,15 +331,33 @@ def _lion_and_adamw(params: Any, **kw: Any) -> Optimizer:
         ):
             if chosen:
                 bucket.append({**extra, "params": chosen})
-    children: dict[str, Optimizer] = {}
-    if mats:
-        children["lion"] = Lion(mats, **{"lr": 1e-3, "weight_decay": 0.1, **kw})
-    if rest:
-        children["adamw"] = torch.optim.AdamW(rest, **{"lr": 1e-2, **kw})
-    return MultiOptimizer(children)
+    return mats, rest
 
 
-CASES += [Case("multi_lion_adamw", _lion_and_adamw)]
+def _adamw(ps: Any, **kw: Any) -> Optimizer:
+    return torch.optim.AdamW(ps, **{"lr": 1e-2, **kw})
+
+
+CASES += [
+    Case(
+        "multi_lion_adamw",
+        _split_by_ndim(
+            lambda ps, **kw: Lion(ps, **{"lr": 1e-3, "weight_decay": 0.1, **kw}), _adamw, "lion"
+        ),
+        complex=None,
+    ),
+    # torch's Muon takes 2-D parameters only; it has no maximize and no foreach=False path
+    Case(
+        "muon_2d_adamw",
+        _split_by_ndim(lambda ps, **kw: torch.optim.Muon(ps, **{"lr": 1e-2, **kw}), _adamw, "muon"),
+        maximize=False,
+        foreach=False,
+        strict_load=False,
+        complex=None,
+        registered=("muon_2d",),
+        lr_message="Learning rate should be >= 0",
+    ),
+]
 
 # Muon + AdamW: torch's own children do not validate loaded shapes; torch's Muon has no
 # maximize
@@ -252,12 +367,20 @@ CASES += [
         lambda ps, **kw: MuonAdamW(ps, **{"lr": 1e-2, **kw}),
         maximize=False,
         strict_load=False,
+        complex=None,
+        registered=("muon",),
     )
 ]
 
 # Prodigy: one code path (its estimate sums over every tensor)
 CASES += [
-    Case("prodigy", lambda ps, **kw: Prodigy(ps, **kw), foreach=False, separate_groups=False),
+    Case(
+        "prodigy",
+        lambda ps, **kw: Prodigy(ps, **kw),
+        foreach=False,
+        separate_groups=False,
+        registered=("prodigy",),
+    ),
     Case(
         "prodigy_wd_bias_correction",
         lambda ps, **kw: Prodigy(ps, **{"weight_decay": 0.01, "use_bias_correction": True, **kw}),
@@ -272,5 +395,45 @@ CASES += [
         "soap",
         lambda ps, **kw: SOAP(ps, **{"lr": 1e-2, "precondition_frequency": 3, **kw}),
         foreach=False,
+        complex=False,
+        registered=("soap",),
     )
 ]
+
+# torch.optim's own optimizers, as the registry builds them (every registered name has a
+# case; their complex support and loading are torch's, so those checks are informational)
+
+
+def _torch(cls: Callable[..., Optimizer], lr: float, **fixed: Any) -> Callable[..., Optimizer]:
+    def make(params: Any, **kw: Any) -> Optimizer:
+        return cls(params, **{"lr": lr, **fixed, **kw})
+
+    return make
+
+
+_TORCH: dict[str, Any] = {"strict_load": False, "complex": None, "own": False}
+_SPARSE_OK: dict[str, Any] = {**_TORCH, "sparse_ok": True}
+CASES += [
+    Case("sgd_nesterov", _torch(torch.optim.SGD, 1e-1, momentum=0.9, nesterov=True),
+         registered=("sgd",), **_SPARSE_OK),
+    Case("sgd_momentum", _torch(torch.optim.SGD, 1e-1, momentum=0.9),
+         registered=("sgd_momentum",), **_SPARSE_OK),
+    Case("sgd_plain", _torch(torch.optim.SGD, 1e-1), registered=("sgd_plain",), **_SPARSE_OK),
+    Case("adam", _torch(torch.optim.Adam, 1e-2), registered=("adam",), **_TORCH),
+    Case("nadam", _torch(torch.optim.NAdam, 1e-2), registered=("nadam",), **_TORCH),
+    Case("radam", _torch(torch.optim.RAdam, 1e-2), registered=("radam",), **_TORCH),
+    Case("adamax", _torch(torch.optim.Adamax, 1e-2), registered=("adamax",), **_TORCH),
+    Case("rmsprop", _torch(torch.optim.RMSprop, 1e-3), registered=("rmsprop",), **_TORCH),
+    Case("adagrad", _torch(torch.optim.Adagrad, 1e-1), registered=("adagrad",),
+         lazy_state=False, **_SPARSE_OK),
+    Case("adafactor", _torch(torch.optim.Adafactor, 1e-2), registered=("adafactor",),
+         lr_message="Learning rate should be >= 0", fills_older_keys=False, **_TORCH),
+    Case("adadelta", _torch(torch.optim.Adadelta, 1.0), registered=("adadelta",), **_TORCH),
+    Case("asgd", _torch(torch.optim.ASGD, 1e-1), registered=("asgd",), **_TORCH),
+    Case("rprop", _torch(torch.optim.Rprop, 1e-3), registered=("rprop",), **_TORCH),
+    Case("lbfgs", _torch(torch.optim.LBFGS, 1.0, max_iter=2, line_search_fn="strong_wolfe"),
+         registered=("lbfgs",), foreach=False, maximize=False, groups=False,
+         needs_closure=True, sparse_ok=True, **_TORCH),
+    Case("sparse_adam", _torch(torch.optim.SparseAdam, 1e-2), registered=("sparse_adam",),
+         dense=False, foreach=False, **_TORCH),
+]  # fmt: skip

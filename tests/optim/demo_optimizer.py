@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from optiwise.optim._base import OptiwiseOptimizer, StateKind
-from optiwise.optim._validation import check_positive, check_range
+from optiwise.optim._validation import check_range, validate_hparams
 
 
 def _single(
@@ -57,7 +57,7 @@ class DemoMomentum(OptiwiseOptimizer):
         maximize: bool = False,
         foreach: bool | None = None,
     ) -> None:
-        check_positive("learning rate", lr)
+        validate_hparams({"lr": lr})
         check_range("momentum", momentum, 0.0, 1.0)
         super().__init__(params, dict(lr=lr, momentum=momentum, maximize=maximize, foreach=foreach))
 
@@ -77,7 +77,7 @@ class DemoMomentum(OptiwiseOptimizer):
                 params,
                 grads,
                 bufs,
-                lr=group["lr"],
+                lr=float(group["lr"]),
                 momentum=group["momentum"],
                 maximize=group["maximize"],
             )

@@ -268,3 +268,41 @@ def test_create_optimizer_fills_from_knowledge() -> None:
 def test_bad_hyperparameters(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         LAMB(nn.Linear(2, 2).parameters(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "path"),
+    [
+        (torch.float16, {"foreach": False, "fused": False}),
+        (torch.float16, {"foreach": True, "fused": False}),
+        (torch.float16, {"fused": True}),
+        (torch.bfloat16, {"foreach": False, "fused": False}),
+        (torch.bfloat16, {"foreach": True, "fused": False}),
+    ],
+)
+def test_half_precision_params_step_as_float64_math_rounded_once(
+    dtype: torch.dtype, path: dict[str, bool]
+) -> None:
+    # Every path keeps float32 moments for half-precision parameters: in float16 the
+    # second moment of a 1e-2 gradient underflows (the step became g / eps, 1.3 off in
+    # the parameters after 10 steps), in bfloat16 b2 * v rounds to v. The reference is
+    # LAMB in float64 with the parameters rounded to `dtype` after each step.
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(64, 64, dtype=torch.float64, generator=gen).to(dtype)
+    grads = [
+        torch.randn(64, 64, dtype=torch.float64, generator=gen).mul(1e-2).to(dtype)
+        for _ in range(10)
+    ]
+    ref = torch.nn.Parameter(w.double())
+    ref_opt = LAMB([ref], lr=1e-2)
+    p = torch.nn.Parameter(w.clone())
+    opt = LAMB([p], lr=1e-2, **path)
+    for g in grads:
+        ref.grad, p.grad = g.double(), g.clone()
+        ref_opt.step()
+        opt.step()
+        with torch.no_grad():
+            ref.copy_(ref.to(dtype).double())
+    assert opt.state[p]["exp_avg"].dtype == opt.state[p]["exp_avg_sq"].dtype == torch.float32
+    ulp = torch.finfo(dtype).eps * ref.detach().abs().max().item()
+    assert (p.detach().double() - ref.detach()).abs().max().item() <= ulp

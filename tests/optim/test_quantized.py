@@ -595,7 +595,9 @@ def test_state_dict_keeps_codes_and_rejects_inconsistent_state() -> None:
         (lambda sd: sd["state"][0].pop("step"), "expected"),
         (lambda sd: sd["param_groups"][0].__setitem__("block_size", 300), "block_size"),
         (lambda sd: sd["param_groups"][0].__setitem__("block_size", 2048), "absmax"),
-        (lambda sd: sd["param_groups"][0].pop("min_8bit_numel"), "another optimizer"),
+        # a positional hyperparameter missing: another optimizer (keyword-only options are
+        # filled with their defaults, as an older checkpoint lacks them)
+        (lambda sd: sd["param_groups"][0].pop("block_size"), "another optimizer"),
     ]
     before = copy.deepcopy(fresh.state_dict())
     for fn, match in cases:
@@ -647,7 +649,7 @@ def test_eps_is_checked_and_complex_parameters_are_refused() -> None:
     p = nn.Parameter(torch.zeros(3, dtype=torch.complex64))
     opt = AdamW8bit([p])
     p.grad = torch.ones_like(p)
-    with pytest.raises(ValueError, match=r"floating-point parameters, got torch\.complex64"):
+    with pytest.raises(ValueError, match=r"does not support complex parameters.*view_as_real"):
         opt.step()
     assert not opt.state
 

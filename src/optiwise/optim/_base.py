@@ -21,11 +21,19 @@ Subclasses implement ``step`` with update math in functions over lists of tensor
       else:
           ...  # the foreach or per-tensor kernel, as before
 - a :meth:`load_state_dict` that validates the whole state dict first (same optimizer, same
-  parameter count and shapes) and leaves the optimizer unchanged when it does not fit.
+  parameter count and shapes) and leaves the optimizer unchanged when it does not fit;
+- torch's ``__setstate__`` pattern (it runs on ``load_state_dict``, ``copy.deepcopy`` and
+  unpickling): param-group options a state dict may lack (:meth:`optional_group_keys`, e.g.
+  ``maximize``) are filled with the constructor's defaults, counters in ``counter_types``
+  are brought to their type (a checkpoint may hold ``step`` as a number or a 0-dim tensor),
+  and ``defaults`` gains no ``differentiable`` key (torch's own ``__setstate__`` adds one);
+- :meth:`_real_views`: complex tensors as real ones (``torch.view_as_real``), so that an
+  elementwise update on a complex parameter is the update of its real and imaginary parts.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -41,6 +49,9 @@ __all__ = ["OptiwiseOptimizer", "StateKind"]
 #: ``"any"``: checked by the subclass (:meth:`OptiwiseOptimizer._check_param_state`).
 StateKind = Literal["param", "scalar", "any"]
 
+#: Half-precision dtypes (their elementwise math runs in float32).
+_HALF = (torch.float16, torch.bfloat16)
+
 #: Param-group keys that choose a code path rather than the update.
 _PATH_KEYS = frozenset({"foreach", "fused"})
 
@@ -50,6 +61,79 @@ class OptiwiseOptimizer(Optimizer):
 
     #: Per-parameter state keys this optimizer writes, with their kind.
     state_keys: ClassVar[Mapping[str, StateKind]] = {}
+    #: Scalar state keys and the type the update reads them as (``int``, ``float`` or
+    #: ``Tensor``, a 0-dim float32 tensor); a loaded value of the other kind is converted.
+    counter_types: ClassVar[Mapping[str, type]] = {}
+
+    @classmethod
+    def optional_group_keys(cls) -> dict[str, Any]:
+        """Param-group keys a saved state dict may lack, with the value loading fills in.
+
+        These are the constructor's keyword-only options (``maximize``, ``foreach``,
+        ``fused`` and the like: the options added to an algorithm after its core
+        hyperparameters, whose default is the behaviour from before they existed), as
+        torch's optimizers ``setdefault`` the keys their later versions added. A state dict
+        lacking a positional hyperparameter (``lr``, ``betas``, ...) is refused: it comes
+        from another optimizer.
+        """
+        keys: dict[str, Any] = {}
+        # the subclasses' own options first; a subclass passing **kwargs on inherits its base's
+        for klass in reversed(cls.__mro__):
+            if not issubclass(klass, OptiwiseOptimizer) or "__init__" not in vars(klass):
+                continue
+            for name, p in inspect.signature(klass.__init__).parameters.items():
+                if p.kind is p.KEYWORD_ONLY and p.default is not p.empty:
+                    keys[name] = p.default
+        return keys
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """torch's ``__setstate__`` (hooks, step patching), then: keep ``defaults`` as they
+        were (torch adds ``differentiable``, which these optimizers do not take), fill the
+        :meth:`optional_group_keys` a saved param group lacks, and convert the counters of
+        :attr:`counter_types`."""
+        defaults = state.get("defaults", self.__dict__.get("defaults", {}))
+        had_differentiable = "differentiable" in defaults
+        super().__setstate__(state)
+        if not had_differentiable:
+            self.defaults.pop("differentiable", None)
+        optional = {k: v for k, v in self.optional_group_keys().items() if k in self.defaults}
+        for group in self.param_groups:
+            for key, value in optional.items():
+                group.setdefault(key, value)
+        if self.counter_types:
+            for param_state in self.state.values():
+                self._convert_counters(param_state)
+
+    def _convert_counters(self, state: dict[str, Any]) -> None:
+        for key, kind in self.counter_types.items():
+            value = state.get(key)
+            if value is None or isinstance(value, kind):
+                continue
+            number = value.item() if isinstance(value, Tensor) else value
+            if kind is Tensor:
+                state[key] = torch.tensor(float(number), dtype=torch.float32)
+            else:
+                state[key] = kind(number)
+
+    def _refuse_complex(self, params: Sequence[Tensor], why: str) -> None:
+        """Raise a ValueError naming the first complex tensor of ``params`` (``why``: the
+        reason, e.g. "its preconditioner is a real eigenbasis")."""
+        for p in params:
+            if p.is_complex():
+                raise ValueError(
+                    f"{type(self).__name__} does not support complex parameters ({why}); got a "
+                    f"{p.dtype} parameter of shape {tuple(p.shape)}: optimize its real view "
+                    "instead, torch.nn.Parameter(torch.view_as_real(p)), using "
+                    "torch.view_as_complex(param) in the model"
+                )
+
+    @staticmethod
+    def _real_views(tensors: list[Tensor]) -> list[Tensor]:
+        """``tensors`` with each complex one as ``torch.view_as_real`` of it (a view: updating
+        it updates the complex tensor)."""
+        if not any(t.is_complex() for t in tensors):
+            return tensors
+        return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
 
     # ----------------------------------------------------------------------------------------
     # Helpers for step()
@@ -71,13 +155,17 @@ class OptiwiseOptimizer(Optimizer):
             grads.append(p.grad)
         return params, grads
 
-    def _state_buffers(self, params: list[Tensor], key: str) -> list[Tensor]:
-        """``self.state[p][key]`` for each of ``params``, created as zeros on first use."""
+    def _state_buffers(
+        self, params: list[Tensor], key: str, *, half_as_float: bool = False
+    ) -> list[Tensor]:
+        """``self.state[p][key]`` for each of ``params``, created as zeros on first use (in
+        float32 for float16/bfloat16 parameters with ``half_as_float``)."""
         buffers: list[Tensor] = []
         for p in params:
             state = self.state[p]
             if key not in state:
-                state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                dtype = torch.float32 if half_as_float and p.dtype in _HALF else p.dtype
+                state[key] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
             buffers.append(state[key])
         return buffers
 
@@ -253,10 +341,15 @@ class OptiwiseOptimizer(Optimizer):
         self._check_group_sizes(saved_groups)
         index_to_param: dict[Any, Tensor] = {}
         for g, (saved, current) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
-            # torch's load_state_dict adds "differentiable" to self.defaults (in
-            # __setstate__) but not to the groups; it is not ours to require. How to step
-            # (foreach/fused) is the running optimizer's choice, not the checkpoint's.
-            missing = sorted(set(self.defaults) - set(saved) - {"differentiable"} - _PATH_KEYS)
+            # How to step (foreach/fused) is the running optimizer's choice, not the
+            # checkpoint's; options added later are filled in (optional_group_keys).
+            missing = sorted(
+                set(self.defaults)
+                - set(saved)
+                - {"differentiable"}
+                - _PATH_KEYS
+                - set(self.optional_group_keys())
+            )
             if missing:
                 raise ValueError(
                     f"cannot load state dict into {name}: param group {g} lacks "
@@ -294,5 +387,10 @@ class OptiwiseOptimizer(Optimizer):
             saved_state = state_dict["state"].get(index, {})
             state = self.state[param]
             for key, value in saved_state.items():
-                if isinstance(value, Tensor) and state[key].dtype != value.dtype:
+                if key in self.counter_types:
+                    # from the saved value: torch casts a 0-dim tensor to the parameter's
+                    # dtype, which would round a float64 counter
+                    state[key] = value.clone() if isinstance(value, Tensor) else value
+                    self._convert_counters(state)
+                elif isinstance(value, Tensor) and state[key].dtype != value.dtype:
                     state[key] = value.to(device=param.device, copy=True)

@@ -177,6 +177,11 @@ def check_fused_params(params: Sequence[Tensor]) -> None:
                 f"fused=True supports parameters on {list(_DEVICES)}; parameter #{i} is on "
                 f"{p.device}: pass fused=False"
             )
+        if p.is_complex():
+            raise ValueError(
+                f"fused=True needs real parameters; parameter #{i} is {p.dtype}: pass "
+                "fused=False (the other paths update a complex parameter as its real view)"
+            )
         if not p.is_floating_point() or p.layout != torch.strided:
             raise ValueError(
                 f"fused=True needs dense floating-point parameters; parameter #{i} is "

@@ -303,7 +303,7 @@ def lamb_single_tensor(
     ``max_trust_ratio``; 1 when not ``adapt``); ``w <- w - lr r u``.
     """
     for param, grad, m, v, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps, strict=True):
-        g = -grad if maximize else grad
+        g = (-grad if maximize else grad).to(m.dtype)  # float32 moments of half parameters
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         if bias_correction:
@@ -347,6 +347,8 @@ def lamb_multi_tensor(
     if not params:
         return
     gs = torch._foreach_neg(grads) if maximize else grads
+    if any(g.dtype != m.dtype for g, m in zip(gs, exp_avgs, strict=True)):
+        gs = [g.to(m.dtype) for g, m in zip(gs, exp_avgs, strict=True)]  # half parameters
     torch._foreach_lerp_(exp_avgs, gs, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, gs, gs, value=1 - beta2)
@@ -1241,6 +1243,10 @@ def _scalars(hparams: dict[str, float], dtype: torch.dtype) -> dict[str, Tensor]
     return {k: torch.tensor(v, dtype=opmath) for k, v in hparams.items()}
 
 
+# Under torch.compile the 8-bit kernels run eagerly (a graph break): Inductor fails on the
+# block-wise dequantization of several small tensors (torch 2.13: "pop from empty list"),
+# and the kernels are the reference the fused C++ path is checked against bit for bit.
+@torch.compiler.disable
 def adamw8bit_single_tensor(
     params: list[Tensor],
     grads: list[Tensor],
@@ -1278,6 +1284,7 @@ def adamw8bit_single_tensor(
         )
 
 
+@torch.compiler.disable
 def lion8bit_single_tensor(
     params: list[Tensor],
     grads: list[Tensor],

@@ -64,7 +64,8 @@ class LAMB(OptiwiseOptimizer):
     params:
         Parameters or param-group dicts.
     lr:
-        Learning rate (> 0); the step of a tensor is about ``lr * ||w||``.
+        Learning rate (> 0; a 1-element tensor is read at each step, so changing it in
+        place takes effect); the step of a tensor is about ``lr * ||w||``.
     betas:
         ``(beta1, beta2)`` in [0, 1) for the first and second moments.
     eps:
@@ -95,7 +96,10 @@ class LAMB(OptiwiseOptimizer):
     State
     -----
     ``step``: steps taken by the tensor (a 0-dim float32 CPU tensor, as torch's Adam);
-    ``exp_avg``: the first moment ``m``; ``exp_avg_sq``: the second moment ``v``.
+    ``exp_avg``: the first moment ``m``; ``exp_avg_sq``: the second moment ``v``. The moments
+    of float16 and bfloat16 parameters are float32 on every path (in float16,
+    ``(1 - b2) g^2`` of a 1e-2 gradient underflows to 0 and the step would become
+    ``m / eps``; in bfloat16, ``b2 v`` rounds to ``v``): 8 bytes per element.
     """
 
     state_keys: ClassVar[Mapping[str, StateKind]] = {
@@ -103,11 +107,12 @@ class LAMB(OptiwiseOptimizer):
         "exp_avg": "param",
         "exp_avg_sq": "param",
     }
+    counter_types: ClassVar[Mapping[str, type]] = {"step": Tensor}
 
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1e-3,
+        lr: float | Tensor = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-6,
         weight_decay: float = 0.0,
@@ -120,8 +125,7 @@ class LAMB(OptiwiseOptimizer):
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
-        check_positive("learning rate", lr)
-        validate_hparams({"betas": betas, "eps": eps, "weight_decay": weight_decay})
+        validate_hparams({"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
         check_fused_args(fused, foreach)
         if fused and eps == 0:
             raise ValueError(_NEEDS_EPS)
@@ -161,8 +165,10 @@ class LAMB(OptiwiseOptimizer):
             if counters:
                 torch._foreach_add_(counters, 1.0)
                 steps = [int(t) for t in torch.stack([c.cpu() for c in counters]).tolist()]
-            exp_avgs = self._state_buffers(params, "exp_avg")
-            exp_avg_sqs = self._state_buffers(params, "exp_avg_sq")
+            # float32 moments for half-precision parameters: in float16, (1 - b2) g^2
+            # underflows to 0 (the step becomes g / eps); in bfloat16, b2 v rounds to v
+            exp_avgs = self._state_buffers(params, "exp_avg", half_as_float=True)
+            exp_avg_sqs = self._state_buffers(params, "exp_avg_sq", half_as_float=True)
             fused = self._use_fused(group, params, lamb_fused_norms, lamb_fused_apply)
             if fused and self._fusable(group):
                 self._fused_lamb(group, params, grads, exp_avgs, exp_avg_sqs, steps)
@@ -173,13 +179,14 @@ class LAMB(OptiwiseOptimizer):
                 else lamb_single_tensor
             )
             beta1, beta2 = group["betas"]
+            real = self._real_views  # complex tensors as (real, imaginary) pairs
             fn(
-                params,
-                grads,
-                exp_avgs,
-                exp_avg_sqs,
+                real(params),
+                real(grads),
+                real(exp_avgs),
+                real(exp_avg_sqs),
                 steps,
-                lr=group["lr"],
+                lr=float(group["lr"]),
                 beta1=beta1,
                 beta2=beta2,
                 eps=group["eps"],
@@ -250,6 +257,6 @@ class LAMB(OptiwiseOptimizer):
                 else:
                     ratio = torch.ones_like(sums[:, 0], dtype=_ratio_dtype(params[0].dtype))
                 passes.run(
-                    lamb_fused_apply, per_tensor={"ratio": ratio}, neg_lr=-group["lr"],
+                    lamb_fused_apply, per_tensor={"ratio": ratio}, neg_lr=-float(group["lr"]),
                     **hparams,
                 )  # fmt: skip

@@ -57,7 +57,8 @@ class LARS(OptiwiseOptimizer):
     params:
         Parameters or param-group dicts.
     lr:
-        Global learning rate (> 0).
+        Global learning rate (> 0; a 1-element tensor is read at each step, so changing it
+        in place takes effect).
     momentum:
         Momentum factor in [0, 1); 0 keeps no state.
     weight_decay:
@@ -93,7 +94,7 @@ class LARS(OptiwiseOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 0.1,
+        lr: float | Tensor = 0.1,
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         trust_coefficient: float = 1e-3,
@@ -105,8 +106,7 @@ class LARS(OptiwiseOptimizer):
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
-        check_positive("learning rate", lr)
-        validate_hparams({"momentum": momentum, "weight_decay": weight_decay, "eps": eps})
+        validate_hparams({"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eps": eps})
         check_fused_args(fused, foreach)
         check_positive("trust_coefficient", trust_coefficient)
         if nesterov and momentum == 0:
@@ -145,11 +145,12 @@ class LARS(OptiwiseOptimizer):
                 if self._use_foreach(group["foreach"], params)
                 else lars_single_tensor
             )
+            real = self._real_views  # complex tensors as (real, imaginary) pairs
             fn(
-                params,
-                grads,
-                bufs,
-                lr=group["lr"],
+                real(params),
+                real(grads),
+                None if bufs is None else real(bufs),
+                lr=float(group["lr"]),
                 momentum=group["momentum"],
                 weight_decay=group["weight_decay"],
                 trust_coefficient=group["trust_coefficient"],
@@ -170,7 +171,7 @@ class LARS(OptiwiseOptimizer):
     ) -> None:
         """The compiled passes: the norms (when adapting), then the step."""
         states, keys = ([bufs], ["momentum_buffer"]) if bufs is not None else ([], [])
-        lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
+        lr, momentum, wd = float(group["lr"]), group["momentum"], group["weight_decay"]
         with self._fused_passes(group, params, grads, states, keys) as passes:
             if adapt:
                 sums = passes.run(lars_fused_norms)

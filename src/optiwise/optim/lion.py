@@ -6,11 +6,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
+from torch import Tensor
 
 from optiwise.optim._base import OptiwiseOptimizer, StateKind
 from optiwise.optim._fused import check_fused_args
 from optiwise.optim._kernels import lion_fused, lion_multi_tensor, lion_single_tensor
-from optiwise.optim._validation import check_positive, validate_hparams
+from optiwise.optim._validation import validate_hparams
 
 __all__ = ["Lion"]
 
@@ -34,7 +35,8 @@ class Lion(OptiwiseOptimizer):
     params:
         Parameters or param-group dicts.
     lr:
-        Learning rate (> 0).
+        Learning rate (> 0; a 1-element tensor is read at each step, so changing it in
+        place takes effect).
     betas:
         ``(beta1, beta2)`` in [0, 1): beta1 interpolates the update, beta2 the momentum.
     weight_decay:
@@ -60,7 +62,7 @@ class Lion(OptiwiseOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1e-4,
+        lr: float | Tensor = 1e-4,
         betas: tuple[float, float] = (0.9, 0.99),
         weight_decay: float = 0.0,
         *,
@@ -68,8 +70,7 @@ class Lion(OptiwiseOptimizer):
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
-        check_positive("learning rate", lr)
-        validate_hparams({"betas": betas, "weight_decay": weight_decay})
+        validate_hparams({"lr": lr, "betas": betas, "weight_decay": weight_decay})
         check_fused_args(fused, foreach)
         defaults = dict(
             lr=lr,
@@ -88,7 +89,7 @@ class Lion(OptiwiseOptimizer):
         for group in self.param_groups:
             params, grads = self._params_with_grads(group)
             exp_avgs = self._state_buffers(params, "exp_avg")
-            lr, wd = group["lr"], group["weight_decay"]
+            lr, wd = float(group["lr"]), group["weight_decay"]
             beta1, beta2 = group["betas"]
             if self._use_fused(group, params, lion_fused):
                 self._fused_step(
@@ -102,8 +103,9 @@ class Lion(OptiwiseOptimizer):
                 if self._use_foreach(group["foreach"], params)
                 else lion_single_tensor
             )
+            real = self._real_views  # complex tensors as (real, imaginary) pairs
             fn(
-                params, grads, exp_avgs, lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd,
-                maximize=group["maximize"],
+                real(params), real(grads), real(exp_avgs), lr=lr, beta1=beta1, beta2=beta2,
+                weight_decay=wd, maximize=group["maximize"],
             )  # fmt: skip
         return loss

@@ -175,26 +175,47 @@ class Lookahead(OptiwiseOptimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One inner step (with ``closure`` if given); every ``k``-th step, synchronise."""
-        # Slow weights start at the value before a parameter's first update. With a
-        # closure the gradients are not known yet: copy every trainable parameter and keep
-        # the copies of those that got a gradient. Nothing is kept when the step fails.
+        """One inner step (with ``closure`` if given); every ``k``-th step, synchronise.
+
+        Under ``torch.compile`` the inner step is compiled and the Lookahead's own work (new
+        slow weights, the step counter, the sync) runs eagerly around it, in graph breaks:
+        traced, the counter would be read once and the sync never happen.
+        """
+        pending = self._new_slow_weights(closure is not None)
+        loss = self.optimizer.step() if closure is None else self.optimizer.step(closure)
+        self._after_inner_step(pending)
+        return loss
+
+    @torch.compiler.disable
+    @torch.no_grad()
+    def _new_slow_weights(self, with_closure: bool) -> dict[Tensor, Tensor]:
+        """Copies of the parameters that may take their first step now.
+
+        Slow weights start at the value before a parameter's first update. With a closure
+        the gradients are not known yet: copy every trainable parameter (and keep the copies
+        of those that got a gradient). Nothing is kept when the step fails.
+        """
         pending: dict[Tensor, Tensor] = {}
         for group in self.param_groups:
             for p in group["params"]:
                 # .get: an empty entry (made by reading ``state[p]``) has no slow weights yet
                 if "slow_param" not in self.state.get(p, {}) and (
-                    p.grad is not None or (closure is not None and p.requires_grad)
+                    p.grad is not None or (with_closure and p.requires_grad)
                 ):
                     pending[p] = p.detach().clone()
-        loss = self.optimizer.step() if closure is None else self.optimizer.step(closure)
+        return pending
+
+    @torch.compiler.disable
+    @torch.no_grad()
+    def _after_inner_step(self, pending: dict[Tensor, Tensor]) -> None:
+        """Keep the slow weights of parameters that took their first step, count the step,
+        and synchronise every ``k``-th one."""
         for p, slow in pending.items():
             if p.grad is not None:
                 self.state[p]["slow_param"] = slow
         self.lookahead_step += 1
         if self.lookahead_step % self.k == 0:
             self._sync()
-        return loss
 
     def _sync(self) -> None:
         params: list[Tensor] = []

@@ -184,6 +184,14 @@ class MultiOptimizer(Optimizer):
     def __getstate__(self) -> dict[str, Any]:
         return {"defaults": self.defaults, "optimizers": self.optimizers}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """torch's ``__setstate__`` without the ``differentiable`` key it adds to
+        ``defaults`` (the children keep their own)."""
+        had_differentiable = "differentiable" in state.get("defaults", {})
+        super().__setstate__(state)
+        if not had_differentiable:
+            self.defaults.pop("differentiable", None)
+
     def __repr__(self) -> str:
         inner = ", ".join(f"{n!r}: {type(c).__name__}" for n, c in self.optimizers.items())
         return f"{type(self).__name__}({{{inner}}})"

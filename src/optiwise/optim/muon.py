@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from optiwise.optim._validation import check_positive, validate_hparams
+from optiwise.optim._validation import validate_hparams
 from optiwise.optim.multi import MultiOptimizer
 from optiwise.params import _EMBEDDING_TYPES, _WEIGHT_LAYER_TYPES, _owners
 
@@ -109,7 +109,7 @@ class MuonAdamW(MultiOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1e-3,
+        lr: float | Tensor = 1e-3,
         weight_decay: float = 0.01,
         *,
         momentum: float = 0.95,
@@ -124,9 +124,14 @@ class MuonAdamW(MultiOptimizer):
         model: nn.Module | None = None,
         hidden: HiddenRule | None = None,
     ) -> None:
-        check_positive("learning rate", lr)
         validate_hparams(
-            {"betas": betas, "weight_decay": weight_decay, "eps": eps, "momentum": momentum}
+            {
+                "lr": lr,
+                "betas": betas,
+                "weight_decay": weight_decay,
+                "eps": eps,
+                "momentum": momentum,
+            }
         )
         if adjust_lr_fn not in ("match_rms_adamw", "original"):
             raise ValueError(
@@ -150,7 +155,7 @@ class MuonAdamW(MultiOptimizer):
         if muon_groups:
             children["muon"] = torch.optim.Muon(
                 muon_groups,
-                lr=lr,
+                lr=lr,  # type: ignore[arg-type]  # torch's Muon steps with a tensor LR too
                 weight_decay=weight_decay,
                 momentum=momentum,
                 nesterov=nesterov,

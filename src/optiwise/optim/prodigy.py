@@ -138,11 +138,12 @@ class Prodigy(OptiwiseOptimizer):
         "p0": "param",
         "step": "scalar",
     }
+    counter_types: ClassVar[Mapping[str, type]] = {"step": int}
 
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1.0,
+        lr: float | Tensor = 1.0,
         betas: tuple[float, float] = (0.9, 0.999),
         beta3: float | None = None,
         eps: float = 1e-8,
@@ -156,8 +157,7 @@ class Prodigy(OptiwiseOptimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_positive("learning rate", lr)
-        validate_hparams({"betas": betas, "weight_decay": weight_decay, "eps": eps})
+        validate_hparams({"lr": lr, "betas": betas, "weight_decay": weight_decay, "eps": eps})
         if beta3 is not None:
             check_range("beta3", beta3, 0.0, 1.0, high_open=True)
         check_positive("d0", d0)
@@ -223,13 +223,15 @@ class Prodigy(OptiwiseOptimizer):
                 ]
             self._init_state(params, beta1)
             work.append((group, params, grads))
-            if group["lr"] <= 0 or not params:
+            if float(group["lr"]) <= 0 or not params:
                 continue
+            real = self._real_views  # complex tensors as (real, imaginary) pairs
             prodigy_estimate(
-                params, grads, self._exp_avgs(params, beta1),
-                [self.state[p]["exp_avg_sq"] for p in params],
-                [self.state[p]["s"] for p in params], [self.state[p]["p0"] for p in params],
-                d=d, d0=group["d0"], dlr=d * group["lr"] * bias, beta1=beta1, beta2=beta2,
+                real(params), real(grads), self._exp_avgs(params, beta1),
+                real([self.state[p]["exp_avg_sq"] for p in params]),
+                real([self.state[p]["s"] for p in params]),
+                real([self.state[p]["p0"] for p in params]),
+                d=d, d0=group["d0"], dlr=d * float(group["lr"]) * bias, beta1=beta1, beta2=beta2,
                 beta3=beta3, safeguard_warmup=group["safeguard_warmup"],
                 numerator=numerator, denominator=denominator,
             )  # fmt: skip
@@ -247,13 +249,16 @@ class Prodigy(OptiwiseOptimizer):
             group.update(d=d, d_max=d_max, d_numerator=d_numerator, k=k + 1)
             for p in params:
                 self.state[p]["step"] += 1
+            real = self._real_views
             prodigy_apply(
-                params, grads, self._exp_avgs(params, beta1),
-                [self.state[p]["exp_avg_sq"] for p in params],
-                d=d, dlr=d_step * group["lr"] * bias, eps=group["eps"],
+                real(params), real(grads), self._exp_avgs(params, beta1),
+                real([self.state[p]["exp_avg_sq"] for p in params]),
+                d=d, dlr=d_step * float(group["lr"]) * bias, eps=group["eps"],
                 decoupled_decay=group["weight_decay"] if group["decouple"] else 0.0,
             )  # fmt: skip
         return loss
 
     def _exp_avgs(self, params: list[Tensor], beta1: float) -> list[Tensor] | None:
-        return [self.state[p]["exp_avg"] for p in params] if beta1 > 0 else None
+        if beta1 == 0:
+            return None
+        return self._real_views([self.state[p]["exp_avg"] for p in params])

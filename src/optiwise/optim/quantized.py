@@ -197,6 +197,7 @@ class _Blockwise8bit(OptiwiseOptimizer):
         state = self.state.get(param)
         if state:
             return state
+        self._refuse_complex([param], "its 8-bit quantization maps are real")
         if not param.is_floating_point():
             raise ValueError(
                 f"{type(self).__name__} needs floating-point parameters, got {param.dtype}"
@@ -356,6 +357,7 @@ class AdamW8bit(_Blockwise8bit):
 
     moments = (("exp_avg", True), ("exp_avg_sq", False))
     counters = ("step",)
+    counter_types: ClassVar[Mapping[str, type]] = {"step": int}
     state_keys: ClassVar[Mapping[str, StateKind]] = _Blockwise8bit._make_state_keys(
         moments, counters
     )

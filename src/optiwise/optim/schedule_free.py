@@ -109,6 +109,11 @@ class ScheduleFreeAdamW(OptiwiseOptimizer):
         "weight_sum": "scalar",
         "lr_max": "scalar",
     }
+    counter_types: ClassVar[Mapping[str, type]] = {
+        "step": int,
+        "weight_sum": float,
+        "lr_max": float,
+    }
 
     def __init__(
         self,
@@ -210,16 +215,16 @@ class ScheduleFreeAdamW(OptiwiseOptimizer):
     def _advance(state: dict[str, Any], group: Mapping[str, Any]) -> tuple[float, float, float]:
         """Advance a parameter's counters; return ``(lr_t, ckp1, bias_correction2)``."""
         beta2 = group["betas"][1]
-        t = state["step"] + 1
+        t = int(state["step"]) + 1
         warmup = group["warmup_steps"]
         lr = float(group["lr"]) * (t / warmup if t < warmup else 1.0)
         bc2 = 1 - beta2**t
         if group["bias_correction"] == "lr":
             lr *= math.sqrt(bc2)
             bc2 = 1.0
-        lr_max = max(lr, state["lr_max"])
+        lr_max = max(lr, float(state["lr_max"]))
         weight = (t ** group["r"]) * (lr_max ** group["weight_lr_power"])
-        weight_sum = state["weight_sum"] + weight
+        weight_sum = float(state["weight_sum"]) + weight
         ckp1 = weight / weight_sum if weight_sum != 0 else 0.0
         state["step"], state["lr_max"], state["weight_sum"] = t, lr_max, weight_sum
         return lr, ckp1, bc2
@@ -269,13 +274,14 @@ class ScheduleFreeAdamW(OptiwiseOptimizer):
                 if self._use_foreach(group["foreach"], params)
                 else schedule_free_adamw_single_tensor
             )
+            real = self._real_views  # complex tensors as (real, imaginary) pairs
             for (lr, ckp1, bc2), idx in buckets.items():
                 ps = [params[i] for i in idx]
                 fn(
-                    ps,
-                    [grads[i] for i in idx],
-                    [self.state[p]["z"] for p in ps],
-                    [self.state[p]["exp_avg_sq"] for p in ps],
+                    real(ps),
+                    real([grads[i] for i in idx]),
+                    real([self.state[p]["z"] for p in ps]),
+                    real([self.state[p]["exp_avg_sq"] for p in ps]),
                     lr=lr,
                     ckp1=ckp1,
                     beta1=beta1,

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from optiwise.optim._base import OptiwiseOptimizer, StateKind
-from optiwise.optim._validation import check_positive, check_range, validate_hparams
+from optiwise.optim._validation import check_range, validate_hparams
 
 __all__ = ["SOAP", "soap_init_single_tensor", "soap_single_tensor"]
 
@@ -201,11 +201,12 @@ class SOAP(OptiwiseOptimizer):
         "GG": "any",
         "Q": "any",
     }
+    counter_types: ClassVar[Mapping[str, type]] = {"step": int}
 
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 3e-3,
+        lr: float | Tensor = 3e-3,
         betas: tuple[float, float] = (0.95, 0.95),
         shampoo_beta: float | None = None,
         eps: float = 1e-8,
@@ -218,8 +219,7 @@ class SOAP(OptiwiseOptimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_positive("learning rate", lr)
-        validate_hparams({"betas": betas, "weight_decay": weight_decay, "eps": eps})
+        validate_hparams({"lr": lr, "betas": betas, "weight_decay": weight_decay, "eps": eps})
         if shampoo_beta is not None:
             check_range("shampoo_beta", shampoo_beta, 0.0, 1.0)
         for label, value in (
@@ -249,6 +249,7 @@ class SOAP(OptiwiseOptimizer):
         loss = self._run_closure(closure)
         for group in self.param_groups:
             params, grads = self._params_with_grads(group)
+            self._refuse_complex(params, "its preconditioner's eigenbasis is real")
             if group["maximize"]:
                 grads = [-g for g in grads]
             beta1, beta2 = group["betas"]
@@ -263,7 +264,7 @@ class SOAP(OptiwiseOptimizer):
             keep = [i for i in range(len(params)) if i not in skip]
             soap_single_tensor(
                 [params[i] for i in keep], [grads[i] for i in keep],
-                [self.state[params[i]] for i in keep], lr=group["lr"], beta1=beta1,
+                [self.state[params[i]] for i in keep], lr=float(group["lr"]), beta1=beta1,
                 beta2=beta2, shampoo_beta=shampoo_beta, eps=group["eps"],
                 weight_decay=group["weight_decay"],
                 precondition_frequency=group["precondition_frequency"],

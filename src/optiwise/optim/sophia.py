@@ -254,6 +254,7 @@ class SophiaG(OptiwiseOptimizer):
         "exp_avg": "param",
         "hessian": "param",
     }
+    counter_types: ClassVar[Mapping[str, type]] = {"step": int}
 
     def __init__(
         self,
@@ -319,11 +320,12 @@ class SophiaG(OptiwiseOptimizer):
                 if self._use_foreach(group["foreach"], params)
                 else sophiag_single_tensor
             )
+            real = self._real_views  # complex tensors as (real, imaginary) pairs
             fn(
-                params,
-                grads,
-                exp_avgs,
-                hessians,
+                real(params),
+                real(grads),
+                real(exp_avgs),
+                real(hessians),
                 lr=lr,
                 beta1=group["betas"][0],
                 rho=group["rho"],
@@ -392,7 +394,8 @@ class SophiaG(OptiwiseOptimizer):
                 if self._use_foreach(group["foreach"], params)
                 else sophiag_hessian_single_tensor
             )
-            fn(hessians, values, beta2=group["betas"][1], square_scale=square_scale)
+            real = self._real_views
+            fn(real(hessians), real(values), beta2=group["betas"][1], square_scale=square_scale)
 
     def _check_estimates(self, estimates: Mapping[Tensor, Tensor]) -> None:
         if not isinstance(estimates, Mapping):
