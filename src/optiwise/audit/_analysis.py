@@ -11,14 +11,13 @@ reported about what cannot be resolved.
 from __future__ import annotations
 
 import ast
-import functools
-import inspect
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from optiwise import knowledge
+from optiwise.audit import _api as api
 from optiwise.audit._edits import (
     Edit,
     FixKind,
@@ -94,82 +93,20 @@ CREATE_SCHEDULER_NOT_PER_BATCH = {"plateau", "step", "multistep", "exponential",
 COUPLED_DECAY = {"adam", "adamax", "nadam", "radam"}
 
 
-@functools.cache
-def _torch_object(qualname: str) -> Any:
-    """The object behind a ``torch.*``/``optiwise.*`` qualified name, or None.  Only
-    packages already imported are looked into; nothing of the linted code is imported."""
-    import importlib
-    import sys
-
-    parts = qualname.split(".")
-    if parts[0] not in ("torch", "optiwise"):
-        return None
-    for i in range(len(parts), 0, -1):
-        mod_name = ".".join(parts[:i])
-        if mod_name in sys.modules or i == 1:
-            try:
-                obj: Any = sys.modules.get(mod_name) or importlib.import_module(mod_name)
-            except Exception:
-                return None
-            for attr in parts[i:]:
-                obj = getattr(obj, attr, None)
-                if obj is None:
-                    return None
-            return obj
-    return None  # pragma: no cover
+def _optimizer_class(qualname: str | None) -> api.ClassInfo | None:
+    return api.optimizer_class(qualname) if qualname else None
 
 
-@functools.cache
-def _optimizer_class(qualname: str) -> type | None:
-    import torch
-
-    obj = _torch_object(qualname)
-    ok = inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer)
-    return obj if ok and obj is not torch.optim.Optimizer else None
-
-
-@functools.cache
-def _scheduler_class(qualname: str) -> type | None:
-    from torch.optim import lr_scheduler as tls
-
-    obj = _torch_object(qualname)
-    if inspect.isclass(obj) and issubclass(obj, (tls.LRScheduler, tls.ReduceLROnPlateau)):
-        return obj
-    return None
-
-
-@functools.cache
-def _registry_names(cls: type) -> tuple[str, ...]:
-    """Canonical registry names built with class ``cls`` (SGD has three)."""
-    from optiwise.optim.registry import get_entry, list_optimizers
-
-    return tuple(n for n in list_optimizers() if get_entry(n).factory is cls)
-
-
-@functools.cache
-def _signature(fn: Any) -> inspect.Signature | None:
-    try:
-        return inspect.signature(fn)
-    except (TypeError, ValueError):  # pragma: no cover
-        return None
+def _scheduler_class(qualname: str | None) -> api.ClassInfo | None:
+    return api.scheduler_class(qualname) if qualname else None
 
 
 def _canonical_optimizer(name: str) -> str | None:
-    from optiwise.optim.registry import canonical_name
-
-    try:
-        return canonical_name(name)
-    except (ValueError, TypeError):
-        return None
+    return api.canonical_optimizer(name)
 
 
 def _canonical_schedule(name: str) -> str | None:
-    from optiwise.schedules import _canonical_schedule as canon
-
-    try:
-        return canon(name)
-    except ValueError:
-        return None
+    return api.canonical_schedule(name)
 
 
 def _fmt(x: Any) -> str:
@@ -200,7 +137,7 @@ class OptimizerCall:
     scope: Scope
     display: str
     candidates: tuple[str, ...]  # knowledge names it may be
-    cls: type | None  # torch/optiwise class, None for create_optimizer
+    cls: api.ClassInfo | None  # torch/optiwise class, None for create_optimizer
     args: dict[str, ast.expr]
     defaults: dict[str, Any]
     opaque: bool  # *args / **kwargs: absent arguments are unknown
@@ -375,11 +312,12 @@ class Analyzer:
             return Obj("scaler")
         if q in ("torch.optim.Optimizer", "torch.optim.optimizer.Optimizer"):
             return Obj("optimizer")
-        if _optimizer_class(q) is not None:
-            return Obj("optimizer", _optimizer_class(q).__name__)  # type: ignore[union-attr]
+        ocls = _optimizer_class(q)
+        if ocls is not None:
+            return Obj("optimizer", ocls.name)
         cls = _scheduler_class(q)
         if cls is not None:
-            return self._scheduler_obj(cls.__name__, None)
+            return self._scheduler_obj(cls.name, None)
         return None
 
     def _scheduler_obj(self, name: str, call: ast.Call | None) -> Obj:
@@ -409,7 +347,7 @@ class Analyzer:
                 return Obj("optimizer", oc.display if oc else None, call=call)
             cls = _scheduler_class(q)
             if cls is not None:
-                return self._scheduler_obj(cls.__name__, call)
+                return self._scheduler_obj(cls.name, call)
         if isinstance(call.func, ast.Name):
             for b in self.r.lookup(call.func.id, scope):
                 if b.kind == "def" and isinstance(b.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -461,13 +399,11 @@ class Analyzer:
             k.arg is None for k in call.keywords
         )
         if q in CREATE_OPTIMIZER:
-            from optiwise.optim.registry import create_optimizer, get_entry, resolve_optimizer
-
-            sig = _signature(create_optimizer)
-            args = self._bind(call, sig)
+            args = self._bind(call, api.create_optimizer_sig())
             name = self.r.const(args.get("name"), scope)
             canon = _canonical_optimizer(name) if isinstance(name, str) else None
-            if canon is None:
+            entry = api.registry_info(canon) if canon else None
+            if canon is None or entry is None:
                 return None
             task = self.r.const(args.get("task"), scope) if "task" in args else None
             if not (task is None or task in knowledge.TASKS):
@@ -478,20 +414,23 @@ class Analyzer:
                 if k not in ("name", "model_or_params", "task", "batch_size", "no_decay")
                 and k not in ("layer_decay", "lr_mult", "group")
             }
-            try:
-                spec = resolve_optimizer(
-                    canon, task=task, **{k: v for k, v in given.items() if v is not UNKNOWN}
-                )
-            except (ValueError, TypeError):
-                return None
+            known = {k: v for k, v in given.items() if v is not UNKNOWN}
+            if any(k in entry.fixed and entry.fixed[k] != v for k, v in known.items()):
+                return None  # create_optimizer raises: the name pins another value
+            if entry.accepted is not None and set(given) - entry.accepted:
+                return None  # create_optimizer raises: an argument the optimizer lacks
+            hparams = entry.defaults(task)
+            if "nesterov" in hparams and hparams["nesterov"] and known.get("momentum", 1) == 0:
+                hparams["nesterov"] = False  # as resolve_optimizer: Nesterov needs momentum
+            hparams.update(known)
             return OptimizerCall(
                 call,
                 scope,
-                knowledge.get_info(canon).display,
+                entry.display,
                 (canon,),
                 None,
                 args,
-                {**dict(spec.hparams), **dict(get_entry(canon).fixed)},
+                {**hparams, **dict(entry.fixed)},
                 opaque,
                 task,
                 args.get("name"),
@@ -499,20 +438,16 @@ class Analyzer:
         cls = _optimizer_class(q)
         if cls is None:
             return None
-        sig = _signature(cls)
-        args = self._bind(call, sig)
-        defaults = {}
-        if sig is not None:
-            defaults = {n: p.default for n, p in sig.parameters.items() if p.default is not p.empty}
-        names = _registry_names(cls)
-        oc = OptimizerCall(call, scope, cls.__name__, names, cls, args, defaults, opaque)
+        args = self._bind(call, cls.sig)
+        defaults = dict(cls.sig.defaults)
+        names = cls.registry
+        oc = OptimizerCall(call, scope, cls.name, names, cls, args, defaults, opaque)
         if len(names) > 1:  # SGD: keep the registry variants its arguments allow
-            from optiwise.optim.registry import get_entry
-
             fits = []
             for n in names:
                 ok = True
-                for k, v in get_entry(n).fixed.items():
+                entry = api.registry_info(n)
+                for k, v in (entry.fixed if entry else {}).items():
                     got = oc.value(self.r, k)
                     if got is not UNKNOWN and got != v:
                         ok = False
@@ -522,15 +457,10 @@ class Analyzer:
         return oc
 
     @staticmethod
-    def _bind(call: ast.Call, sig: inspect.Signature | None) -> dict[str, ast.expr]:
+    def _bind(call: ast.Call, sig: api.Sig | None) -> dict[str, ast.expr]:
         args: dict[str, ast.expr] = {}
         if sig is not None:
-            positional = [
-                n
-                for n, p in sig.parameters.items()
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and n != "self"
-            ]
-            for name, value in zip(positional, call.args, strict=False):
+            for name, value in zip(sig.positional, call.args, strict=False):
                 if isinstance(value, ast.Starred):
                     break
                 args[name] = value
@@ -584,13 +514,11 @@ class Analyzer:
         elif oc.opaque:
             return
         canon = oc.candidates[0]
-        factory: Any = oc.cls
+        factory = oc.cls
         if factory is None:
-            from optiwise.optim.registry import get_entry
-
-            factory = get_entry(canon).factory
-        sig = _signature(factory)
-        has_decoupled = sig is not None and "decoupled_weight_decay" in sig.parameters
+            entry = api.registry_info(canon)
+            factory = entry.factory if entry else None
+        has_decoupled = factory is not None and "decoupled_weight_decay" in factory.sig.names
         edits: tuple[Edit, ...]
         kind: FixKind | None = None
         if canon != "adam" and has_decoupled:
@@ -749,15 +677,15 @@ class Analyzer:
                 continue
             q = self.qual(call.func)
             cls = _scheduler_class(q) if q else None
-            if cls is None or cls.__name__ not in OVERRIDES_LR | MULTIPLICATIVE_TORCH:
+            if cls is None or cls.name not in OVERRIDES_LR | MULTIPLICATIVE_TORCH:
                 continue
-            args = self._bind(call, _signature(cls))
+            args = self._bind(call, cls.sig)
             o = self.obj(args.get("optimizer"))
             if o is None or o.tag != "optimizer" or o.call is None:
                 continue
             self._lr_overridden.add(id(o.call))
             oc = self.optimizer_call(o.call)
-            if cls.__name__ in OVERRIDES_LR and "max_lr" in args and oc is not None:
+            if cls.name in OVERRIDES_LR and "max_lr" in args and oc is not None:
                 out.append((args["max_lr"], oc))
         return out
 
@@ -1157,7 +1085,7 @@ class Analyzer:
         if not length_arg or o.call is None or not direct or len(ls) < 2:
             return
         cls = _scheduler_class(f"torch.optim.lr_scheduler.{o.name}")
-        length = self._bind(o.call, _signature(cls) if cls else None).get(length_arg)
+        length = self._bind(o.call, cls.sig if cls else None).get(length_arg)
         if length is None:
             return
         for outer in ls[:-1]:

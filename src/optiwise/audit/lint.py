@@ -23,7 +23,6 @@ import sys
 import tokenize
 import warnings
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -589,6 +588,8 @@ def lint_paths(
     tasks = [_Task(p, d, codes, config, fix, unsafe_fixes, diff) for p, d in files]
     workers = jobs or min(os.cpu_count() or 1, max(1, len(tasks) // 8))
     if workers > 1 and len(tasks) > 1:
+        from concurrent.futures import ProcessPoolExecutor  # only when there are many files
+
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
             with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
