@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,8 +210,9 @@ _STMT_LIST_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
 class Analyzer:
     """Runs every rule over one module."""
 
-    def __init__(self, tree: ast.Module) -> None:
+    def __init__(self, tree: ast.Module, *, strict: bool = False) -> None:
         self.tree = tree
+        self.strict = strict
         self.r = Resolver(tree)
         self.out: list[Raw] = []
         self._obj_cache: dict[int, Obj | None] = {}
@@ -477,6 +479,37 @@ class Analyzer:
     # ------------------------------------------------------------------ run
 
     def run(self) -> list[Raw]:
+        """Every rule; a rule that fails on an unusual construct is skipped (its findings
+        dropped) unless the analyzer is ``strict``, so one rule never hides the others."""
+        self._guard(self._constructor_rules)
+        for unit in self._units():
+            self._guard(self.check_loops, unit)
+        for check in self._file_rules():
+            self._guard(check)
+        return self.out
+
+    def _file_rules(self) -> list[Callable[[], None]]:
+        return [
+            self.check_plateau,
+            self.check_lightning,
+            self.check_resume,
+            self.check_schedule_presence,
+        ]
+
+    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        mark = len(self.out)
+        try:
+            fn(*args)
+        except (RecursionError, MemoryError):
+            del self.out[mark:]
+            if self.strict:
+                raise
+        except Exception:
+            del self.out[mark:]
+            if self.strict:
+                raise
+
+    def _constructor_rules(self) -> None:
         fp16 = self._fp16_modules()
         overrides = self._lr_overrides()
         for call in self.all_calls:
@@ -486,12 +519,6 @@ class Analyzer:
                     self.check_optimizer(oc, fp16)
         for max_lr, oc in overrides:
             self._check_lr(oc, max_lr, "max_lr")
-        for unit in self._units():
-            self.check_loops(unit)
-        self.check_plateau()
-        self.check_lightning()
-        self.check_resume()
-        return self.out
 
     # ------------------------------------------------------------------ constructor rules
 
@@ -521,12 +548,17 @@ class Analyzer:
         has_decoupled = factory is not None and "decoupled_weight_decay" in factory.sig.names
         edits: tuple[Edit, ...]
         kind: FixKind | None = None
+        retune = (
+            "; decoupled decay is multiplied by the LR each step (w -= lr * weight_decay * w), "
+            "so the L2 value does not carry over 1:1: retune weight_decay (AdamW's usual "
+            "0.01-0.1; Loshchilov & Hutter 2019)"
+        )
         if canon != "adam" and has_decoupled:
-            fix_text = "pass decoupled_weight_decay=True (AdamW-style decay), or use AdamW"
+            fix_text = "pass decoupled_weight_decay=True (AdamW-style decay), or use AdamW" + retune
             edits = (self._keyword_edit(oc.call, "decoupled_weight_decay", "True"),)
             kind = "safe"
         else:
-            fix_text = "use AdamW (decoupled weight decay) with the same weight_decay"
+            fix_text = "use AdamW" + retune
             if canon == "adamax":
                 fix_text += " (AdamW's second moment is an average of squares, not a max)"
             edits = self._adamw_edits(oc)
@@ -536,7 +568,7 @@ class Analyzer:
             "OW101",
             oc.call,
             f"{oc.display} with weight_decay={_fmt(wd)} adds an L2 term that the adaptive "
-            "denominator rescales, not weight decay",
+            "denominator rescales, not weight decay: use AdamW",
             fix_kind=kind,
             edits=edits,
             fix_text=fix_text,
@@ -701,11 +733,16 @@ class Analyzer:
         wd = oc.value(self.r, "weight_decay")
         if not (_is_num(wd) and wd > 0):
             return
+        given = "weight_decay" in oc.args
+        what = (
+            f"weight_decay={_fmt(wd)}"
+            if given
+            else f"{oc.display}'s default weight decay ({_fmt(wd)}, not passed)"
+        )
         self.add(
             "OW401",
             params,
-            f"weight_decay={_fmt(wd)} on {_text(params)} passed whole also decays biases and "
-            "normalization weights",
+            f"{what} on {_text(params)} passed whole also decays biases and normalization weights",
             fix_text="pass optiwise.param_groups(model, weight_decay) as the parameters",
             data={"weight_decay": wd},
         )
@@ -1282,6 +1319,74 @@ class Analyzer:
                                 )
                         break
 
+    def _stepped_optimizers(self) -> list[tuple[OptimizerCall, Event]]:
+        """Optimizer constructions of this file with a step of theirs in a loop."""
+        out: list[tuple[OptimizerCall, Event]] = []
+        seen: set[int] = set()
+        for _, events in self._units():
+            for e in events:
+                if e.kind != "opt_step" or not e.loops:
+                    continue
+                o = e.obj
+                if o is None and e.via_scaler is not None:
+                    args = getattr(e.node, "args", None)
+                    o = self.obj(args[0]) if args else None
+                call = o.call if o is not None else None
+                if call is None or id(call) in seen:
+                    continue
+                oc = self.optimizer_call(call)
+                if oc is not None:
+                    seen.add(id(call))
+                    out.append((oc, e))
+        return out
+
+    def check_schedule_presence(self) -> None:
+        """OW301 (transformer, Adam-family, nothing that warms up) and OW307 (SGD over a
+        run of known length with no schedule at all)."""
+        stepped = self._stepped_optimizers()
+        if not stepped:
+            return
+        facts = _FileFacts(self)
+        adaptive = [
+            oc
+            for oc, _ in stepped
+            if oc.candidates
+            and all(
+                n in knowledge.OPTIMIZERS and knowledge.get_info(n).family.value == "adaptive"
+                for n in oc.candidates
+            )
+        ]
+        if facts.transformer and adaptive and not facts.warmup_possible():
+            oc = adaptive[0]
+            self.add(
+                "OW301",
+                oc.call,
+                f"{oc.display} trains a transformer ({facts.transformer}) with no LR warmup: "
+                "add a linear warmup over the first 1-10% of the steps (e.g. "
+                "transformers.get_linear_schedule_with_warmup or "
+                "optiwise.create_scheduler('warmup_cosine', ...))",
+            )
+        if len(stepped) != 1 or facts.rl or facts.trainer:
+            return
+        oc, step = stepped[0]
+        if facts.schedulers or facts.lr_writes or facts.warmup_possible():
+            return
+        if any(w in facts.words for w in ("scheduler", "lr_scheduler", "adjust_learning_rate")):
+            return
+        if not oc.candidates or not all(n.startswith("sgd") for n in oc.candidates):
+            return
+        epochs = next((self._range_stop(lp) for lp in step.loops if self._range_stop(lp)), None)
+        if epochs is None or len(step.loops) < 2:
+            return
+        standard = knowledge.task_info("vision_cnn").schedule.value
+        self.add(
+            "OW307",
+            oc.call,
+            f"{oc.display}'s LR stays constant for the whole run (range({_text(epochs)}) epochs, "
+            f"no scheduler): decay it, e.g. {standard} "
+            "(torch.optim.lr_scheduler.CosineAnnealingLR stepped once per epoch)",
+        )
+
     def _scope_calls(self, scope: Scope) -> Iterator[ast.Call]:
         body = getattr(scope.node, "body", None)
         for stmt in body if isinstance(body, list) else []:
@@ -1352,6 +1457,131 @@ class Analyzer:
 
     def _is_module(self, expr: ast.expr) -> bool:
         return _dump(expr) in self.param_owners
+
+
+class _FileFacts:
+    """Whole-file evidence used by the rules about what is absent (no warmup, no schedule)."""
+
+    def __init__(self, a: Analyzer) -> None:
+        self.words: set[str] = set()
+        self.lr_writes = False
+        self.schedulers: list[Obj] = []
+        self.transformer: str | None = None
+        self.rl = False
+        self.trainer = False
+        for node in ast.walk(a.tree):
+            if isinstance(node, ast.Name):
+                self.words.add(node.id.lower())
+            elif isinstance(node, ast.Attribute):
+                self.words.add(node.attr.lower())
+            elif isinstance(node, ast.arg) or (isinstance(node, ast.keyword) and node.arg):
+                self.words.add(str(node.arg).lower())
+            elif (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and len(node.value) < 80
+            ):
+                self.words.add(node.value.lower())
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.words.add(node.name.lower())
+            if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:
+                    if _is_lr_target(t):
+                        self.lr_writes = True
+            if isinstance(node, ast.ClassDef):
+                bases = [a.r.qualname(b) or _text(b) for b in node.bases]
+                if any(re.search(_TRANSFORMER_NAMES, b) for b in bases) or (
+                    re.search(_TRANSFORMER_NAMES, node.name)
+                    and any(b.endswith(("Module", "nn.Module")) for b in bases)
+                ):
+                    self.transformer = self.transformer or node.name
+        for imp in (n for n in ast.walk(a.tree) if isinstance(n, (ast.Import, ast.ImportFrom))):
+            mods = [al.name for al in imp.names] if isinstance(imp, ast.Import) else [imp.module]
+            for m in mods:
+                top = (m or "").split(".")[0]
+                if top in ("gym", "gymnasium", "stable_baselines3", "dm_control", "rlkit"):
+                    self.rl = True
+            if (
+                isinstance(imp, ast.ImportFrom)
+                and (imp.module or "").startswith(
+                    ("transformers", "lightning", "pytorch_lightning", "accelerate.", "trl")
+                )
+                and any(al.name.endswith("Trainer") for al in imp.names)
+            ):
+                self.trainer = True
+        for call in a.all_calls:
+            q = a.qual(call.func) if isinstance(call.func, (ast.Name, ast.Attribute)) else None
+            if q and self.transformer is None:
+                if q.startswith("transformers.") and re.search(_TRANSFORMER_NAMES, q):
+                    self.transformer = q.rsplit(".", 1)[-1].split("(")[0]
+                elif q.startswith("transformers.Auto") or q in _TORCH_TRANSFORMERS:
+                    self.transformer = q
+                elif q == "timm.create_model" and call.args:
+                    name = a.r.const(call.args[0])
+                    if isinstance(name, str) and re.match(r"(vit|deit|swin|beit|eva)", name):
+                        self.transformer = name
+            if isinstance(call.func, ast.Attribute) and call.func.attr == "from_pretrained":
+                base = (
+                    a.qual(call.func.value)
+                    if isinstance(call.func.value, (ast.Name, ast.Attribute))
+                    else None
+                )
+                if base and base.startswith("transformers.") and "Tokenizer" not in base:
+                    self.transformer = self.transformer or base.rsplit(".", 1)[-1]
+            if q and q.startswith(("transformers.Trainer", "transformers.Seq2SeqTrainer")):
+                self.trainer = True
+            o = a.obj(call) if q else None
+            if o is not None and o.tag == "scheduler":
+                self.schedulers.append(o)
+
+    def warmup_possible(self) -> bool:
+        """Whether anything in the file may warm the LR up (a warmup schedule or a name that
+        says so, a schedule of the user's own function, LR writes)."""
+        if self.lr_writes or self.trainer or any("warmup" in w for w in self.words):
+            return True
+        for o in self.schedulers:
+            name = (o.name or "").lower()
+            if not name or "warmup" in name or o.name in _MAY_WARM:
+                return True
+        return False
+
+
+_TRANSFORMER_NAMES = (
+    r"(Transformer|GPT|Bert|BERT|Roberta|Llama|T5|Bart|ViT|VisionTransformer|Deit|Swin|Mistral"
+    r"|Qwen|Gemma|Phi|OPT|Bloom|Electra|Albert|Distil|XLM|Whisper|Wav2Vec|CLIP|Gpt|Falcon)"
+)
+_TORCH_TRANSFORMERS = {
+    "torch.nn.Transformer",
+    "torch.nn.TransformerEncoder",
+    "torch.nn.TransformerDecoder",
+    "torch.nn.TransformerEncoderLayer",
+    "torch.nn.TransformerDecoderLayer",
+}
+# Schedules that warm up, or may (a user function, a chain of schedules).
+_MAY_WARM = {
+    "OneCycleLR",
+    "LinearLR",
+    "LambdaLR",
+    "MultiplicativeLR",
+    "SequentialLR",
+    "ChainedScheduler",
+    "CyclicLR",
+}
+
+
+def _is_lr_target(t: ast.expr) -> bool:
+    if isinstance(t, ast.Subscript):
+        sl = t.slice
+        return isinstance(sl, ast.Constant) and sl.value in ("lr", "learning_rate")
+    return (
+        isinstance(t, ast.Attribute)
+        and t.attr == "lr"
+        and not (
+            isinstance(t.value, ast.Name)
+            and t.value.id in ("args", "config", "cfg", "opt", "hparams")
+        )
+    )
 
 
 def analyze(tree: ast.Module) -> list[Raw]:

@@ -92,11 +92,15 @@ _CODES: dict[str, Rule] = {
         _r(
             "OW101",
             "adam-coupled-weight-decay",
-            S.MAJOR,
+            S.CRITICAL,
             "Adam-family optimizer with weight_decay > 0 (coupled L2, not weight decay)",
-            "use AdamW (decoupled weight decay) with the same weight_decay",
+            "use AdamW and retune weight_decay: AdamW's decay is decoupled and multiplied by "
+            "the LR (each step w -= lr * weight_decay * w), so an Adam L2 coefficient does not "
+            "map 1:1 onto it (nor does L2 / lr); start from AdamW's usual 0.01-0.1 and tune",
             "Adam adds wd*w to the gradient, which the adaptive denominator then rescales: "
-            "parameters with large gradients are barely regularized (Loshchilov & Hutter 2019)",
+            "parameters with large gradients are barely regularized, and the decay strength "
+            "is tied to the gradient history (Loshchilov & Hutter 2019, Decoupled Weight Decay "
+            "Regularization)",
         ),
         _r(
             "OW102",

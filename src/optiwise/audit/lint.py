@@ -34,6 +34,7 @@ from optiwise.audit.findings import CODES, Finding, Severity, make_finding, sort
 
 __all__ = [
     "DEFAULT_MAX_FILE_SIZE",
+    "LINT_CODES",
     "LintConfig",
     "LintReport",
     "find_config",
@@ -45,6 +46,29 @@ __all__ = [
     "lint_source",
     "resolve_codes",
 ]
+
+LINT_CODES = frozenset(
+    {
+        "OW101",
+        "OW102",
+        "OW201",
+        "OW301",
+        "OW303",
+        "OW304",
+        "OW305",
+        "OW307",
+        "OW401",
+        "OW501",
+        "OW502",
+        "OW503",
+        "OW504",
+        "OW601",
+        "OW701",
+        "OW702",
+        "OW900",
+    }
+)
+"""The codes the linter reports (the others are the runtime audit's only)."""
 
 DEFAULT_MAX_FILE_SIZE = 1_000_000
 """Files larger than this many bytes are reported as OW900 instead of parsed (generated
