@@ -4,7 +4,7 @@ The rules see objects only where the file itself says what they are: a construct
 (``torch.optim.Adam(...)``, ``OneCycleLR(...)``, ``GradScaler()``, ``torch.load(...)``,
 ``optiwise.create_optimizer("adam", ...)``), a name or ``self.attr`` bound to one, a
 function of the same file that returns one, or a parameter annotated with its type.
-Values count only when they are literals (or names bound once to literals).  Nothing is
+Values count when the file fixes them (see :mod:`optiwise.audit._resolve`).  Nothing is
 reported about what cannot be resolved.
 """
 
@@ -119,6 +119,9 @@ def _fmt(x: Any) -> str:
 # ------------------------------------------------------------------------------------------
 
 
+_CYCLE: Any = object()  # an expression met again while it is being resolved
+
+
 @dataclass(frozen=True)
 class Obj:
     """What an expression is, as far as the file tells."""
@@ -210,10 +213,12 @@ _STMT_LIST_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
 class Analyzer:
     """Runs every rule over one module."""
 
-    def __init__(self, tree: ast.Module, *, strict: bool = False) -> None:
+    def __init__(
+        self, tree: ast.Module, *, strict: bool = False, base_dir: str | None = None
+    ) -> None:
         self.tree = tree
         self.strict = strict
-        self.r = Resolver(tree)
+        self.r = Resolver(tree, base_dir)
         self.out: list[Raw] = []
         self._obj_cache: dict[int, Obj | None] = {}
         self._returns_cache: dict[int, Obj | None] = {}
@@ -238,13 +243,19 @@ class Analyzer:
 
     def obj(self, expr: ast.expr | None, scope: Scope | None = None, depth: int = 0) -> Obj | None:
         """What ``expr`` is (optimizer, scheduler, scaler, checkpoint), or None."""
+        result = self._obj_or_cycle(expr, scope, depth)
+        return result if isinstance(result, Obj) else None
+
+    def _obj_or_cycle(self, expr: ast.expr | None, scope: Scope | None, depth: int) -> Any:
+        """As :meth:`obj`, or ``_CYCLE`` for an expression already being resolved (``opt =
+        accelerator.prepare(opt)`` refers to itself; that binding then decides nothing)."""
         if expr is None or depth > 8:
             return None
         key = id(expr)
         if key in self._obj_cache:
             return self._obj_cache[key]
         if key in self._in_progress:
-            return None
+            return _CYCLE
         self._in_progress.add(key)
         try:
             result = self._obj(expr, scope or self.r.scope_at(expr), depth)
@@ -269,20 +280,65 @@ class Analyzer:
     def _value_obj(self, value: ast.expr, scope: Scope, depth: int) -> Obj | bool | None:
         if isinstance(value, ast.Constant) and value.value is None:
             return True  # a placeholder: does not decide what the name is
-        return self.obj(value, scope, depth + 1)
+        result = self._obj_or_cycle(value, scope, depth + 1)
+        return True if result is _CYCLE else result
 
     def _binding_obj(self, b: Binding, depth: int) -> Obj | bool | None:
         if b.kind == "assign" and b.value is not None:
             return self._value_obj(b.value, b.scope, depth)
         if b.kind == "param" and b.annotation is not None:
             return self._annotation_obj(b.annotation, b.scope)
+        if b.kind == "param" and depth < 6:
+            sites = self.r.call_site_args(b)
+            if sites:
+                return self._merge(self._value_obj(e, sc, depth + 1) for e, sc in sites)
+        if b.kind == "unpack" and isinstance(b.value, ast.Call) and b.index is not None:
+            passed = self._wrapped(b.value, b.scope, b.index)
+            if passed is not None:
+                return self._value_obj(passed, b.scope, depth)
+        return None
+
+    def _wrapper(self, call: ast.Call, scope: Scope) -> str | None:
+        """ "same" for calls that return the objects they are given (accelerate's
+        ``prepare``, Fabric's ``setup``), "deepspeed" for ``deepspeed.initialize``."""
+        f = call.func
+        if not isinstance(f, ast.Attribute):
+            return None
+        if self.r.qualname(f, scope) == "deepspeed.initialize":
+            return "deepspeed"
+        if f.attr not in _WRAPPER_METHODS:
+            return None
+        recv = f.value
+        q = None
+        if isinstance(recv, ast.Name):
+            bs = self.r.lookup(recv.id, scope)
+            if len(bs) == 1 and bs[0].kind == "assign" and isinstance(bs[0].value, ast.Call):
+                q = self.r.qualname(bs[0].value.func, bs[0].scope)
+        if q in _WRAPPER_CLASSES or "accelerator" in _text(recv).lower():
+            return "same"
+        if "fabric" in _text(recv).lower():
+            return "same"
+        return None
+
+    def _wrapped(self, call: ast.Call, scope: Scope, index: int) -> ast.expr | None:
+        """The argument that comes back at position ``index`` of a wrapper's result."""
+        kind = self._wrapper(call, scope)
+        if kind == "same":
+            if any(isinstance(a, ast.Starred) for a in call.args[: index + 1]):
+                return None
+            return call.args[index] if index < len(call.args) else None
+        if kind == "deepspeed":  # (engine, optimizer, dataloader, lr_scheduler)
+            name = {1: "optimizer", 3: "lr_scheduler"}.get(index)
+            for k in call.keywords:
+                if k.arg == name:
+                    return k.value
         return None
 
     @staticmethod
     def _merge(objs: Iterable[Obj | bool | None]) -> Obj | None:
         found: list[Obj] = []
         for o in objs:
-            if o is True:
+            if o is True or o is _CYCLE:
                 continue
             if o is None or o is False:
                 return None
@@ -354,6 +410,9 @@ class Analyzer:
             for b in self.r.lookup(call.func.id, scope):
                 if b.kind == "def" and isinstance(b.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     return self._returns_obj(b.node, depth)
+        if len(call.args) == 1 and self._wrapper(call, scope) == "same":
+            inner = self._value_obj(call.args[0], scope, depth)  # opt = accelerator.prepare(opt)
+            return _CYCLE if inner is True else inner  # type: ignore[return-value]
         return None
 
     def _returns_obj(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, depth: int) -> Obj | None:
@@ -517,6 +576,12 @@ class Analyzer:
                 oc = self.optimizer_call(call)
                 if oc is not None:
                     self.check_optimizer(oc, fp16)
+            if (
+                isinstance(call.func, ast.Attribute)
+                and call.func.attr == "add_param_group"
+                and call.args
+            ):
+                self._check_added_group(call)
         for max_lr, oc in overrides:
             self._check_lr(oc, max_lr, "max_lr")
 
@@ -529,16 +594,41 @@ class Analyzer:
         self._check_whole_model_decay(oc)
         self._check_fp16_eps(oc, fp16)
 
-    def _check_coupled_decay(self, oc: OptimizerCall) -> None:
+    def _groups(self, oc: OptimizerCall) -> list[ast.Dict]:
+        """The param-group dicts of a construction (a list literal, or a name bound once to
+        one); [] when the parameters are not given as such a list."""
+        params = oc.args.get("params", oc.args.get("model_or_params"))
+        if isinstance(params, ast.Name):
+            bs = self.r.lookup(params.id, oc.scope)
+            if len(bs) == 1 and bs[0].kind == "assign":
+                params = bs[0].value
+        if isinstance(params, (ast.List, ast.Tuple)):
+            return [g for g in params.elts if isinstance(g, ast.Dict)]
+        return []
+
+    def _group_value(self, group: ast.Dict, key: str, scope: Scope) -> tuple[bool, Any]:
+        for k, v in zip(group.keys, group.values, strict=True):
+            if isinstance(k, ast.Constant) and k.value == key:
+                return True, self.r.const(v, scope)
+        return False, UNKNOWN
+
+    def _coupled(self, oc: OptimizerCall) -> bool:
+        """Whether the construction is an Adam-family optimizer with coupled (L2) decay."""
         if not oc.candidates or not set(oc.candidates) <= COUPLED_DECAY:
+            return False
+        if "decoupled_weight_decay" in oc.args or "decoupled_weight_decay" in oc.defaults:
+            return oc.value(self.r, "decoupled_weight_decay") is False
+        return not oc.opaque
+
+    def _check_coupled_decay(self, oc: OptimizerCall) -> None:
+        if not self._coupled(oc):
             return
         wd = oc.value(self.r, "weight_decay")
+        for group in self._groups(oc):  # a group's own weight_decay wins over the default
+            present, value = self._group_value(group, "weight_decay", oc.scope)
+            if present and _is_num(value) and value > 0 and not (_is_num(wd) and wd >= value):
+                wd = value
         if not (_is_num(wd) and wd > 0):
-            return
-        if "decoupled_weight_decay" in oc.args or "decoupled_weight_decay" in oc.defaults:
-            if oc.value(self.r, "decoupled_weight_decay") is not False:
-                return  # decoupled already, or cannot tell
-        elif oc.opaque:
             return
         canon = oc.candidates[0]
         factory = oc.cls
@@ -574,6 +664,33 @@ class Analyzer:
             fix_text=fix_text,
             data={"optimizer": oc.display, "weight_decay": wd},
         )
+
+    def _check_added_group(self, call: ast.Call) -> None:
+        """OW101 for ``opt.add_param_group({..., "weight_decay": wd})`` on a coupled Adam."""
+        assert isinstance(call.func, ast.Attribute)
+        o = self.obj(call.func.value)
+        oc = self.optimizer_call(o.call) if o is not None and o.call is not None else None
+        if oc is None or not self._coupled(oc):
+            return
+        group = call.args[0]
+        scope = self.r.scope_at(call)
+        if isinstance(group, ast.Name):
+            bs = self.r.lookup(group.id, scope)
+            group = bs[0].value if len(bs) == 1 and bs[0].kind == "assign" else group  # type: ignore[assignment]
+        if not isinstance(group, ast.Dict):
+            return
+        present, wd = self._group_value(group, "weight_decay", scope)
+        if present and _is_num(wd) and wd > 0:
+            self.add(
+                "OW101",
+                call,
+                f"param group added to {oc.display} with weight_decay={_fmt(wd)}: an L2 term "
+                "that the adaptive denominator rescales, not weight decay: use AdamW",
+                fix_text="build the optimizer as AdamW; decoupled decay is multiplied by the LR "
+                "each step, so retune weight_decay instead of carrying the L2 value over "
+                "(Loshchilov & Hutter 2019)",
+                data={"optimizer": oc.display, "weight_decay": wd},
+            )
 
     def _adamw_edits(self, oc: OptimizerCall) -> tuple[Edit, ...]:
         """Edits turning this Adam/Adamax construction into AdamW, or () when that cannot be
@@ -676,13 +793,10 @@ class Analyzer:
         else:
             if "lr" in oc.args:
                 targets.append((oc.args["lr"], oc.value(self.r, "lr")))
-            params = oc.args.get("params", oc.args.get("model_or_params"))
-            if isinstance(params, (ast.List, ast.Tuple)):
-                for group in params.elts:
-                    if isinstance(group, ast.Dict):
-                        for k, v in zip(group.keys, group.values, strict=True):
-                            if isinstance(k, ast.Constant) and k.value == "lr":
-                                targets.append((v, self.r.const(v, oc.scope)))
+            for group in self._groups(oc):
+                for k, v in zip(group.keys, group.values, strict=True):
+                    if isinstance(k, ast.Constant) and k.value == "lr":
+                        targets.append((v, self.r.const(v, self.r.scope_at(v))))
         for target, lr in targets:
             if not _is_num(lr) or lr <= 0:
                 continue
@@ -1567,6 +1681,23 @@ _MAY_WARM = {
     "SequentialLR",
     "ChainedScheduler",
     "CyclicLR",
+}
+
+
+# Methods that return the objects they are given, wrapped (accelerate, Lightning Fabric).
+_WRAPPER_METHODS = {
+    "prepare",
+    "prepare_optimizer",
+    "prepare_scheduler",
+    "setup",
+    "setup_optimizers",
+}
+_WRAPPER_CLASSES = {
+    "accelerate.Accelerator",
+    "accelerate.accelerator.Accelerator",
+    "lightning.Fabric",
+    "lightning.fabric.Fabric",
+    "lightning_fabric.Fabric",
 }
 
 

@@ -6,8 +6,9 @@ that cannot be read or parsed is reported as ``OW900`` and the run goes on.
 
 Names are resolved through the file's imports (``import torch.optim as optim``,
 ``from torch.optim import Adam as A``, ``torch.optim.AdamW``, ``optiwise.create_optimizer``);
-values count only when they are literals or names bound once to literals, so nothing is
-reported about what cannot be known from the source.  A finding is silenced by a
+values count when the file fixes them (literals, constants, argparse defaults, config dicts
+and classes, config files beside the script; see docs/lint.md), so nothing is reported about
+what cannot be known from the source.  A finding is silenced by a
 ``# optiwise: ignore[CODE]`` comment on its line or on the first line of its statement.
 """
 
@@ -296,7 +297,8 @@ def _check(source: str, path: str, codes: frozenset[str]) -> list[_Checked]:
             if ("OW900" in codes)
             else []
         )
-    analyzer = Analyzer(tree)
+    folder = os.path.dirname(os.path.abspath(path)) if os.path.isfile(path) else None
+    analyzer = Analyzer(tree, base_dir=folder)
     raws = analyzer.run()
     pos = _Positions(source)
     sup = _suppressions(source)
