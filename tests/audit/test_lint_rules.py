@@ -83,7 +83,7 @@ def test_select_and_ignore() -> None:
     assert lint_source(case.source, select=["OW1", "OW2"]) == []
     assert len(lint_source(case.source, select=["OW6"])) == 2
     assert lint_source(case.source, ignore=["ow601"]) == []
-    assert resolve_codes(["OW5"], ["OW503"]) == {"OW501", "OW502", "OW504"}
+    assert resolve_codes(["OW5"], ["OW503"]) == {f"OW50{i}" for i in (1, 2, 4, 5, 6, 7, 8)}
     with pytest.raises(ValueError, match="Unknown finding code 'OW8'"):
         resolve_codes(["OW8"])
 

@@ -553,6 +553,8 @@ class Analyzer:
             self.check_lightning,
             self.check_resume,
             self.check_schedule_presence,
+            self.check_recreated_optimizer,
+            self.check_resume_loads,
         ]
 
     def _guard(self, fn: Callable[..., None], *args: Any) -> None:
@@ -593,6 +595,44 @@ class Analyzer:
         self._check_lr(oc)
         self._check_whole_model_decay(oc)
         self._check_fp16_eps(oc, fp16)
+        self._check_momentum(oc)
+
+    def _check_momentum(self, oc: OptimizerCall) -> None:
+        """OW106: beta2 < 0.9, beta1 or momentum > 0.99."""
+        hi = knowledge.MAX_MOMENTUM.value
+        lo2 = knowledge.MIN_BETA2.value
+        betas = (
+            oc.value(self.r, "betas") if ("betas" in oc.args or "betas" in oc.defaults) else None
+        )
+        if isinstance(betas, tuple) and len(betas) == 2 and all(_is_num(b) for b in betas):
+            b1, b2 = betas
+            node = oc.args.get("betas", oc.call)
+            if b2 < lo2:
+                self.add(
+                    "OW106",
+                    node,
+                    f"{oc.display} beta2={_fmt(b2)} averages the squared gradients over about "
+                    f"{max(1, round(1 / (1 - b2)))} steps: use 0.95-0.999 (0.98-0.999 for "
+                    "transformers)",
+                    data={"betas": list(betas)},
+                )
+            elif b1 > hi:
+                self.add(
+                    "OW106",
+                    node,
+                    f"{oc.display} beta1={_fmt(b1)} is above {hi:g}: use 0.9",
+                    data={"betas": list(betas)},
+                )
+        if "momentum" in oc.args:
+            m = oc.value(self.r, "momentum")
+            if _is_num(m) and m > hi:
+                self.add(
+                    "OW106",
+                    oc.args["momentum"],
+                    f"{oc.display} momentum={_fmt(m)} is above {hi:g}: it averages over more "
+                    f"than {round(1 / (1 - min(m, 0.9999)))} steps and overshoots; use 0.9",
+                    data={"momentum": m},
+                )
 
     def _groups(self, oc: OptimizerCall) -> list[ast.Dict]:
         """The param-group dicts of a construction (a list literal, or a name bound once to
@@ -1173,6 +1213,10 @@ class Analyzer:
             self._check_sched_order(sched, events)
         # OW502 / OW504: GradScaler loops.
         self._check_amp(events, inside)
+        # OW505-OW507: gradient accumulation; OW308: a plateau schedule on the batch loss.
+        self._check_accumulation(unit[0], events)
+        self._check_plateau_metric(unit[0], events)
+        self._check_lr_applied(unit[0], events)
 
     @staticmethod
     def _chain(loop: ast.AST, events: list[Event]) -> tuple[ast.AST, ...]:
@@ -1454,6 +1498,235 @@ class Analyzer:
                     out.append((oc, e))
         return out
 
+    # ------------------------------------------------------------------ accumulation & co
+
+    def _inner_if(self, e: Event) -> ast.If | None:
+        """The innermost ``if`` around event ``e`` below its innermost loop."""
+        stop = e.loops[-1] if e.loops else None
+        for anc in self.r.ancestors(e.node):
+            if anc is stop:
+                return None
+            if isinstance(anc, ast.If):
+                return anc
+        return None
+
+    @staticmethod
+    def _modulo_divisor(test: ast.expr) -> ast.expr | None:
+        """``N`` in a test such as ``(i + 1) % N == 0``."""
+        for node in ast.walk(test):
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+                return node.right
+        return None
+
+    @staticmethod
+    def _divides_by(area: ast.AST, divisor: ast.expr | None) -> bool:
+        """Whether ``area`` divides something by ``divisor`` (or by a name that says it is
+        the accumulation count)."""
+        want = _dump(divisor) if divisor is not None else None
+        for node in ast.walk(area):
+            right = None
+            if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Div, ast.FloorDiv)):
+                right = node.right
+            elif isinstance(node, ast.AugAssign) and isinstance(node.op, (ast.Div, ast.FloorDiv)):
+                right = node.value
+            elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+                right = node.right if isinstance(node.right, ast.BinOp) else None
+                if right is not None and not (
+                    isinstance(right, ast.BinOp) and isinstance(right.op, ast.Div)
+                ):
+                    right = None
+                right = right.right if isinstance(right, ast.BinOp) else None
+            if right is None:
+                continue
+            if want is not None and _dump(right) == want:
+                return True
+            if "accum" in _text(right).lower():
+                return True
+        return False
+
+    def _under_accumulate_context(self, node: ast.AST) -> bool:
+        for anc in self.r.ancestors(node):
+            if isinstance(anc, (ast.With, ast.AsyncWith)):
+                for item in anc.items:
+                    if "accumulate" in _text(item.context_expr) or "no_sync" in _text(
+                        item.context_expr
+                    ):
+                        return True
+        return False
+
+    def _check_accumulation(self, unit: ast.AST, events: list[Event]) -> None:
+        steps = [e for e in events if e.kind == "opt_step" and e.loops]
+        backs = [e for e in events if e.kind == "backward" and e.loops]
+        zeros = [e for e in events if e.kind == "zero_grad" and e.loops]
+        for step in steps:
+            loop = step.loops[-1]
+            guard = self._inner_if(step) if step.cond else None
+            divisor = self._modulo_divisor(guard.test) if guard is not None else None
+            mine = [b for b in backs if loop in b.loops]
+            if not mine:
+                continue
+            if divisor is not None:
+                # OW507: zero_grad every micro-batch while the step waits for N of them.
+                for z in zeros:
+                    if z.loops[-1] is loop and not z.cond and z.key in (None, step.key):
+                        self.add(
+                            "OW507",
+                            z.node,
+                            f"{_text(getattr(z.node, 'func', z.node))}() runs every micro-batch "
+                            f"but the optimizer steps every {_text(divisor)}: each step sees "
+                            "only the last micro-batch's gradients; clear them right after "
+                            "the step, inside the same condition",
+                        )
+                        break
+                # OW505: accumulation by a count that says so, and no division by it.
+                if "accum" in _text(divisor).lower() and not self._divides_by(loop, divisor):
+                    back = mine[0]
+                    self.add(
+                        "OW505",
+                        back.node,
+                        f"gradients are accumulated over {_text(divisor)} micro-batches but the "
+                        f"loss is not divided by {_text(divisor)}: the step uses their sum",
+                    )
+                continue
+            # nanoGPT-style: backward in an inner `for micro in range(N)`, step after it.
+            inner_loops = {b.loops[-1] for b in mine if b.loops[-1] is not loop}
+            for inner in inner_loops:
+                stop = self._range_stop(inner)
+                if (
+                    stop is not None
+                    and "accum" in _text(stop).lower()
+                    and not self._divides_by(inner, stop)
+                ):
+                    back = next(b for b in mine if b.loops[-1] is inner)
+                    self.add(
+                        "OW505",
+                        back.node,
+                        f"gradients are accumulated over range({_text(stop)}) micro-batches but "
+                        f"the loss is not divided by {_text(stop)}: the step uses their sum",
+                    )
+            # OW506: the loss is divided for accumulation but every micro-batch steps.
+            if (
+                not step.cond
+                and any(b.loops[-1] is loop for b in mine)
+                and self._divides_by(loop, None)
+                and not self._under_accumulate_context(step.node)
+            ):
+                self.add(
+                    "OW506",
+                    step.node,
+                    f"the loss is divided for gradient accumulation but "
+                    f"{_text(getattr(step.node, 'func', step.node))}() runs every micro-batch: "
+                    "step only when (i + 1) % accumulation_steps == 0",
+                )
+
+    def _check_plateau_metric(self, unit: ast.AST, events: list[Event]) -> None:
+        """OW308: ReduceLROnPlateau.step(metric) with the training loss."""
+        backs = [e for e in events if e.kind == "backward"]
+        loss_names = {
+            _dump(b.node.func.value)
+            for b in backs
+            if isinstance(b.node, ast.Call) and isinstance(b.node.func, ast.Attribute)
+        }
+        step_loops = {e.loops[-1] for e in events if e.kind == "opt_step" and e.loops}
+        for e in events:
+            if e.kind != "sched_step" or e.obj is None or not e.obj.plateau:
+                continue
+            call = e.node
+            assert isinstance(call, ast.Call)
+            metric = call.args[0] if call.args else None
+            for k in call.keywords:
+                if k.arg == "metrics":
+                    metric = k.value
+            if metric is None:
+                continue
+            per_batch = bool(e.loops) and e.loops[-1] in step_loops
+            base = metric
+            while isinstance(base, ast.Call) and isinstance(base.func, ast.Attribute):
+                base = base.func.value  # loss.item()
+            if per_batch or _dump(base) in loss_names:
+                self.add(
+                    "OW308",
+                    call,
+                    f"{_text(call.func)}({_text(metric)}) feeds ReduceLROnPlateau the "
+                    + ("batch loss every batch" if per_batch else "last training batch's loss")
+                    + ": step it once per epoch with a validation metric",
+                )
+
+    def _check_lr_applied(self, unit: ast.AST, events: list[Event]) -> None:
+        """OW309: ``lr = ...`` computed in the training loop and used only for logging."""
+        loops = {lp for e in events if e.kind == "opt_step" for lp in e.loops}
+        if not loops:
+            return
+        body = getattr(unit, "body", [])
+        for stmt in self._own_statements(body):
+            if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
+                continue
+            t = stmt.targets[0]
+            if not (isinstance(t, ast.Name) and _LR_NAME.search(t.id)):
+                continue
+            if not any(lp in loops for lp in self.r.ancestors(stmt)):
+                continue
+            if _reads_lr(stmt.value):
+                continue
+            used = False
+            for node in ast.walk(unit if isinstance(unit, ast.AST) else stmt):
+                if (
+                    isinstance(node, ast.Name)
+                    and node.id == t.id
+                    and isinstance(node.ctx, ast.Load)
+                    and not self._only_logged(node)
+                ):
+                    used = True
+                    break
+            if not used:
+                self.add(
+                    "OW309",
+                    stmt,
+                    f"{t.id} is computed in the training loop but never written to the "
+                    "optimizer: set it on every param group (for g in "
+                    f"optimizer.param_groups: g['lr'] = {t.id})",
+                )
+
+    def _only_logged(self, node: ast.AST) -> bool:
+        for anc in self.r.ancestors(node):
+            if isinstance(anc, ast.JoinedStr):
+                return True
+            if isinstance(anc, ast.Call):
+                name = _text(anc.func).rsplit(".", 1)[-1]
+                if name in _LOG_CALLS:
+                    return True
+            if isinstance(anc, ast.stmt):
+                return False
+        return False
+
+    def check_recreated_optimizer(self) -> None:
+        """OW508: an optimizer built inside the epoch loop whose steps run inside it."""
+        steps: dict[int, list[Event]] = {}
+        for _, events in self._units():
+            for e in events:
+                if e.kind == "opt_step" and e.obj is not None and e.obj.call is not None:
+                    steps.setdefault(id(e.obj.call), []).append(e)
+        for call in self.all_calls:
+            if id(call) not in steps:
+                continue
+            for anc in self.r.ancestors(call):
+                if isinstance(anc, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    break
+                if not isinstance(anc, (ast.For, ast.AsyncFor)):
+                    continue
+                epochish = (
+                    "epoch" in _text(anc.target).lower() or "epoch" in _text(anc.iter).lower()
+                )
+                if epochish and any(anc in e.loops for e in steps[id(call)]):
+                    self.add(
+                        "OW508",
+                        call,
+                        f"the optimizer is built inside `for {_text(anc.target)} in "
+                        f"{_text(anc.iter)}`: its state (momentum, Adam moments) restarts every "
+                        "epoch; build it once before the loop",
+                    )
+                    break
+
     def check_schedule_presence(self) -> None:
         """OW301 (transformer, Adam-family, nothing that warms up) and OW307 (SGD over a
         run of known length with no schedule at all)."""
@@ -1500,6 +1773,84 @@ class Analyzer:
             f"no scheduler): decay it, e.g. {standard} "
             "(torch.optim.lr_scheduler.CosineAnnealingLR stepped once per epoch)",
         )
+
+    def check_resume_loads(self) -> None:
+        """OW701/OW702/OW703 for a resume (a checkpoint whose epoch/step is read, or a load
+        under ``if ...resume...``) that restores the model but never the optimizer,
+        scheduler or GradScaler state, whatever the checkpoint holds."""
+        objs = [
+            self.obj(c) for c in self.all_calls if isinstance(c.func, (ast.Name, ast.Attribute))
+        ]
+        tags = {o.tag for o in objs if o is not None}
+        if "optimizer" not in tags:
+            return
+        loaded: set[str] = set()
+        model_loads: list[tuple[ast.Call, str]] = []
+        for call in self.all_calls:
+            f = call.func
+            if not (isinstance(f, ast.Attribute) and f.attr in ("load_state_dict", "load")):
+                continue
+            o = self.obj(f.value)
+            name = _text(f.value).lower()
+            if o is not None and o.tag in ("optimizer", "scheduler", "scaler"):
+                loaded.add(o.tag)
+            elif "optim" in name:
+                loaded.add("optimizer")
+            elif "sched" in name:
+                loaded.add("scheduler")
+            elif "scaler" in name:
+                loaded.add("scaler")
+            elif f.attr == "load_state_dict" and call.args and self._is_resume_load(call):
+                model_loads.append((call, _text(f.value)))
+        if not model_loads:
+            return
+        call, model = model_loads[0]
+        for code, tag, what in (
+            ("OW701", "optimizer", "optimizer"),
+            ("OW702", "scheduler", "scheduler"),
+            ("OW703", "scaler", "GradScaler"),
+        ):
+            if tag in tags and tag not in loaded:
+                self.add(
+                    code,
+                    call,
+                    f"the resume restores {model} but the script never loads the {what} "
+                    f"state: load {what.lower() if tag != 'scaler' else 'scaler'}.state_dict() "
+                    "from the checkpoint too (and save it there)",
+                )
+
+    def _is_resume_load(self, call: ast.Call) -> bool:
+        arg = call.args[0]
+        root = arg
+        while isinstance(root, (ast.Subscript, ast.Call, ast.Attribute)):
+            root = root.value if not isinstance(root, ast.Call) else root.func
+        ckpt = root.id if isinstance(root, ast.Name) else None
+        if ckpt is not None:
+            o = self.obj(root)
+            if o is None or o.tag != "checkpoint":
+                return False
+        else:
+            return False
+        for anc in self.r.ancestors(call):
+            if isinstance(anc, ast.If) and any(
+                w in _text(anc.test).lower() for w in ("resume", "restore", "continue")
+            ):
+                return True
+            if isinstance(anc, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+                w in anc.name.lower() for w in ("resume", "restore")
+            ):
+                return True
+        for node in ast.walk(self.tree):
+            if (
+                isinstance(node, ast.Subscript)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == ckpt
+                and isinstance(node.slice, ast.Constant)
+                and isinstance(node.slice.value, str)
+                and node.slice.value.lower() in _PROGRESS_KEYS
+            ):
+                return True
+        return False
 
     def _scope_calls(self, scope: Scope) -> Iterator[ast.Call]:
         body = getattr(scope.node, "body", None)
@@ -1699,6 +2050,32 @@ _WRAPPER_CLASSES = {
     "lightning.fabric.Fabric",
     "lightning_fabric.Fabric",
 }
+
+
+_PROGRESS_KEYS = {"epoch", "step", "iter", "iteration", "global_step", "iter_num", "start_epoch"}
+_LR_NAME = re.compile(r"(^|_)(lr|learning_rate)$", re.IGNORECASE)
+_LOG_CALLS = {
+    "print",
+    "log",
+    "info",
+    "debug",
+    "warning",
+    "add_scalar",
+    "add_scalars",
+    "set_postfix",
+    "set_description",
+    "write",
+    "format",
+    "log_metrics",
+    "log_dict",
+    "append",
+}
+
+
+def _reads_lr(value: ast.expr) -> bool:
+    """Whether ``value`` reads the LR the optimizer or scheduler already has."""
+    text = _text(value)
+    return any(k in text for k in ("param_groups", "get_last_lr", "get_lr()", "scheduler", "sched"))
 
 
 def _is_lr_target(t: ast.expr) -> bool:
