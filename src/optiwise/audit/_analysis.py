@@ -1727,6 +1727,18 @@ class Analyzer:
                     )
                     break
 
+    def _is_linear_model(self, oc: OptimizerCall) -> bool:
+        owner = self._parameter_owner(oc.args.get("params"), oc.scope)
+        if owner is None:
+            return False
+        bs = self.r.lookup(owner, oc.scope) if "." not in owner else []
+        return (
+            len(bs) == 1
+            and bs[0].kind == "assign"
+            and isinstance(bs[0].value, ast.Call)
+            and self.r.qualname(bs[0].value.func, bs[0].scope) == "torch.nn.Linear"
+        )
+
     def check_schedule_presence(self) -> None:
         """OW301 (transformer, Adam-family, nothing that warms up) and OW307 (SGD over a
         run of known length with no schedule at all)."""
@@ -1762,6 +1774,8 @@ class Analyzer:
             return
         if not oc.candidates or not all(n.startswith("sgd") for n in oc.candidates):
             return
+        if self._is_linear_model(oc):
+            return  # a linear/convex model: a constant LR is a fine choice there
         epochs = next((self._range_stop(lp) for lp in step.loops if self._range_stop(lp)), None)
         if epochs is None or len(step.loops) < 2:
             return
@@ -1782,6 +1796,14 @@ class Analyzer:
             self.obj(c) for c in self.all_calls if isinstance(c.func, (ast.Name, ast.Attribute))
         ]
         tags = {o.tag for o in objs if o is not None}
+        for c in self.all_calls:  # an optimizer built elsewhere (model.configure_optimizers())
+            f = c.func
+            if (
+                isinstance(f, ast.Attribute)
+                and f.attr in ("step", "zero_grad")
+                and "optim" in _text(f.value).lower()
+            ):
+                tags.add("optimizer")
         if "optimizer" not in tags:
             return
         loaded: set[str] = set()
@@ -1820,10 +1842,20 @@ class Analyzer:
                 )
 
     def _is_resume_load(self, call: ast.Call) -> bool:
-        arg = call.args[0]
-        root = arg
-        while isinstance(root, (ast.Subscript, ast.Call, ast.Attribute)):
-            root = root.value if not isinstance(root, ast.Call) else root.func
+        root: ast.expr = call.args[0]
+        for _ in range(4):  # state_dict = checkpoint["model"]; model.load_state_dict(state_dict)
+            while isinstance(root, (ast.Subscript, ast.Call, ast.Attribute)):
+                root = root.value if not isinstance(root, ast.Call) else root.func
+            if not isinstance(root, ast.Name):
+                break
+            o = self.obj(root)
+            if o is not None and o.tag == "checkpoint":
+                break
+            bs = self.r.lookup(root.id, self.r.scope_at(root))
+            if len(bs) == 1 and bs[0].kind == "assign" and bs[0].value is not None:
+                root = bs[0].value
+            else:
+                break
         ckpt = root.id if isinstance(root, ast.Name) else None
         if ckpt is not None:
             o = self.obj(root)
