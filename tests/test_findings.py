@@ -26,7 +26,7 @@ def test_make_finding_defaults_and_json() -> None:
     assert f.severity is Severity.CRITICAL and f.name == "adam-coupled-weight-decay"
     assert f.fix == rule("OW101").fix
     d = json.loads(json.dumps(f.to_dict()))
-    assert d["severity"] == "major" and d["data"] == {"weight_decay": 0.01}
+    assert d["severity"] == "critical" and d["data"] == {"weight_decay": 0.01}
     g = make_finding("OW101", "custom", severity=Severity.INFO).located("a.py", 3, 1)
     assert (g.message, g.severity, g.path, g.line, g.col) == ("custom", Severity.INFO, "a.py", 3, 1)
 

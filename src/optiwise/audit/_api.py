@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 
-def _load() -> dict[str, Any]:
+@functools.cache
+def _data() -> dict[str, Any]:
+    """The table, read on first use."""
     text = (Path(__file__).with_name("_api_data.json")).read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
-
-
-DATA = _load()
 
 __all__ = [
     "ClassInfo",
@@ -68,7 +67,7 @@ class RegistryInfo:
 
     def defaults(self, task: str | None) -> dict[str, Any]:
         """The hyperparameters ``resolve_optimizer(name, task=task)`` fills in."""
-        per_task = DATA["registry"][self.name]["defaults"]
+        per_task = _data()["registry"][self.name]["defaults"]
         out = {k: _tuples(v) for k, v in per_task[""].items()}
         if task:
             diff = per_task.get(task)
@@ -93,14 +92,14 @@ def _sig(d: Mapping[str, Any]) -> Sig:
 @functools.cache
 def class_info(key: str) -> ClassInfo | None:
     """The class defined at ``key`` (``module.QualName``)."""
-    d = DATA["classes"].get(key)
+    d = _data()["classes"].get(key)
     if d is None:
         return None
     return ClassInfo(key, d["name"], d["kind"], _sig(d), tuple(d.get("registry", ())))
 
 
 def _by_name(qualname: str) -> ClassInfo | None:
-    key = DATA["names"].get(qualname)
+    key = _data()["names"].get(qualname)
     return class_info(key) if key is not None else None
 
 
@@ -122,7 +121,7 @@ def _norm(name: str) -> str:
 
 def canonical_optimizer(name: str) -> str | None:
     """The registry's canonical name for ``name`` (aliases, any case), or None."""
-    lookup: Mapping[str, str] = DATA["optimizer_lookup"]
+    lookup: Mapping[str, str] = _data()["optimizer_lookup"]
     key = _norm(name)
     if key in lookup:
         return lookup[key]
@@ -135,7 +134,7 @@ def canonical_optimizer(name: str) -> str | None:
 @functools.cache
 def registry_info(canonical: str) -> RegistryInfo | None:
     """The registry entry of a canonical name."""
-    d = DATA["registry"].get(canonical)
+    d = _data()["registry"].get(canonical)
     if d is None:
         return None
     factory = class_info(d["factory"]) if d["factory"] else None
@@ -147,10 +146,10 @@ def registry_info(canonical: str) -> RegistryInfo | None:
 def canonical_schedule(name: str) -> str | None:
     """``create_scheduler``'s canonical schedule name for ``name``, or None."""
     key = name.strip().lower().replace("-", "_")
-    key = DATA["schedule_aliases"].get(key, key)
-    return key if key in DATA["schedules"] else None
+    key = _data()["schedule_aliases"].get(key, key)
+    return key if key in _data()["schedules"] else None
 
 
 def create_optimizer_sig() -> Sig:
     """The parameters of ``optiwise.create_optimizer``."""
-    return _sig(DATA["create_optimizer"])
+    return _sig(_data()["create_optimizer"])
