@@ -66,3 +66,34 @@ def test_fine_tuning_from_pretrained_weights_is_not_a_resume() -> None:
     resume += "start = ckpt['epoch']\n"
     (f,) = lint_source(resume)
     assert f.code == "OW701" and f.line == 4 and "never loads the optimizer" in f.message
+
+
+def test_resume_with_an_optimizer_built_elsewhere_and_a_named_state_dict() -> None:
+    src = (
+        "import torch\n"
+        "if args.init_from == 'resume':\n"
+        "    checkpoint = torch.load('ckpt.pt')\n"
+        "    state_dict = checkpoint['model']\n"
+        "    model.load_state_dict(state_dict)\n"
+        "optimizer = model.configure_optimizers(0.1, 6e-4)\n"
+        "for x in loader:\n    optimizer.zero_grad()\n"
+        "    model(x).backward()\n    optimizer.step()\n"
+    )
+    (f,) = lint_source(src)
+    assert f.code == "OW701" and f.line == 5
+    loaded = (
+        src + "if args.init_from == 'resume':\n    optimizer.load_state_dict(checkpoint['opt'])\n"
+    )
+    assert codes(loaded) == []
+
+
+def test_constant_lr_leaves_linear_models_alone() -> None:
+    loop = (
+        "for epoch in range(10):\n    for x, y in loader:\n        opt.zero_grad()\n"
+        "        loss(model(x), y).backward()\n        opt.step()\n"
+    )
+    linear = "import torch\nmodel = torch.nn.Linear(4, 1)\n"
+    linear += "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+    assert codes(linear + loop) == []
+    deep = linear.replace("torch.nn.Linear(4, 1)", "Net()")
+    assert codes(deep + loop) == ["OW307"]
