@@ -97,3 +97,22 @@ def test_constant_lr_leaves_linear_models_alone() -> None:
     assert codes(linear + loop) == []
     deep = linear.replace("torch.nn.Linear(4, 1)", "Net()")
     assert codes(deep + loop) == ["OW307"]
+
+
+def test_a_tokenizer_is_not_a_transformer_model() -> None:
+    from optiwise.audit._analysis import _hf_model_name
+
+    assert _hf_model_name("transformers.AutoTokenizer.from_pretrained") is None
+    assert _hf_model_name("transformers.BertTokenizerFast") is None
+    assert _hf_model_name("transformers.AutoConfig.from_pretrained") is None
+    assert _hf_model_name("transformers.BertForSequenceClassification") == (
+        "BertForSequenceClassification"
+    )
+    assert _hf_model_name("transformers.AutoModelForCausalLM.from_pretrained") == (
+        "AutoModelForCausalLM"
+    )
+    tok = "import torch, transformers\ntok = transformers.AutoTokenizer.from_pretrained('x')\n"
+    tok += "opt = torch.optim.Adam(net.parameters(), lr=1e-3)\n"
+    tok += "for epoch in range(3):\n    for x in loader:\n        opt.zero_grad()\n"
+    tok += "        net(tok(x)).backward()\n        opt.step()\n"
+    assert codes(tok) == []

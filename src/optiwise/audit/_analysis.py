@@ -2010,9 +2010,9 @@ class _FileFacts:
         for call in a.all_calls:
             q = a.qual(call.func) if isinstance(call.func, (ast.Name, ast.Attribute)) else None
             if q and self.transformer is None:
-                if q.startswith("transformers.") and re.search(_TRANSFORMER_NAMES, q):
-                    self.transformer = q.rsplit(".", 1)[-1].split("(")[0]
-                elif q.startswith("transformers.Auto") or q in _TORCH_TRANSFORMERS:
+                if q.startswith("transformers."):
+                    self.transformer = _hf_model_name(q)
+                elif q in _TORCH_TRANSFORMERS:
                     self.transformer = q
                 elif q == "timm.create_model" and call.args:
                     name = a.r.const(call.args[0])
@@ -2024,8 +2024,8 @@ class _FileFacts:
                     if isinstance(call.func.value, (ast.Name, ast.Attribute))
                     else None
                 )
-                if base and base.startswith("transformers.") and "Tokenizer" not in base:
-                    self.transformer = self.transformer or base.rsplit(".", 1)[-1]
+                if base and base.startswith("transformers."):
+                    self.transformer = self.transformer or _hf_model_name(base)
             if q and q.startswith(("transformers.Trainer", "transformers.Seq2SeqTrainer")):
                 self.trainer = True
             o = a.obj(call) if q else None
@@ -2048,6 +2048,33 @@ _TRANSFORMER_NAMES = (
     r"(Transformer|GPT|Bert|BERT|Roberta|Llama|T5|Bart|ViT|VisionTransformer|Deit|Swin|Mistral"
     r"|Qwen|Gemma|Phi|OPT|Bloom|Electra|Albert|Distil|XLM|Whisper|Wav2Vec|CLIP|Gpt|Falcon)"
 )
+_NOT_MODELS = (
+    "Tokenizer",
+    "TokenizerFast",
+    "Config",
+    "Processor",
+    "FeatureExtractor",
+    "Trainer",
+    "Arguments",
+    "Collator",
+    "Pipeline",
+)
+
+
+def _hf_model_name(qualname: str) -> str | None:
+    """The model class a ``transformers.*`` name builds (``AutoModelForCausalLM``,
+    ``BertModel``, ``GPT2LMHeadModel``), None for tokenizers, configs and the rest."""
+    parts = [p for p in qualname.split(".")[1:] if p not in ("from_pretrained", "from_config")]
+    name = parts[-1] if parts else ""
+    if not name[:1].isupper() or name.endswith(_NOT_MODELS):
+        return None
+    if name.startswith("AutoModel") or (
+        re.search(_TRANSFORMER_NAMES, name) and ("Model" in name or "For" in name)
+    ):
+        return name
+    return None
+
+
 _TORCH_TRANSFORMERS = {
     "torch.nn.Transformer",
     "torch.nn.TransformerEncoder",

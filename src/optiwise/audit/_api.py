@@ -19,6 +19,7 @@ def _data() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(text)
     return data
 
+
 __all__ = [
     "ClassInfo",
     "RegistryInfo",
