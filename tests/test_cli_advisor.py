@@ -165,7 +165,7 @@ def test_audit_flags_and_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     argv += ["--optimizer", "Adam(lr=0.1, weight_decay=0.01)", "--batch-size", "256"]
     code, out, _ = run(argv, capsys)
     assert code == 1
-    assert "major    OW101 adam-coupled-weight-decay" in out and "fix: use AdamW" in out
+    assert "critical OW101 adam-coupled-weight-decay" in out and "fix: use AdamW" in out
     assert "OW301" in out and out.strip().splitlines()[-1].startswith("5 finding(s): ")
 
 

@@ -23,10 +23,10 @@ def test_severity_order() -> None:
 
 def test_make_finding_defaults_and_json() -> None:
     f = make_finding("OW101", data={"weight_decay": 0.01})
-    assert f.severity is Severity.MAJOR and f.name == "adam-coupled-weight-decay"
+    assert f.severity is Severity.CRITICAL and f.name == "adam-coupled-weight-decay"
     assert f.fix == rule("OW101").fix
     d = json.loads(json.dumps(f.to_dict()))
-    assert d["severity"] == "major" and d["data"] == {"weight_decay": 0.01}
+    assert d["severity"] == "critical" and d["data"] == {"weight_decay": 0.01}
     g = make_finding("OW101", "custom", severity=Severity.INFO).located("a.py", 3, 1)
     assert (g.message, g.severity, g.path, g.line, g.col) == ("custom", Severity.INFO, "a.py", 3, 1)
 
@@ -34,9 +34,9 @@ def test_make_finding_defaults_and_json() -> None:
 def test_sorting_and_unknown_code() -> None:
     fs = [
         make_finding("OW102").located("b.py", 1, 0),
-        make_finding("OW101").located("a.py", 9, 0),
+        make_finding("OW201").located("a.py", 9, 0),
         make_finding("OW501").located("a.py", 9, 0),
     ]
-    assert [f.code for f in sort_findings(fs)] == ["OW501", "OW101", "OW102"]
+    assert [f.code for f in sort_findings(fs)] == ["OW501", "OW201", "OW102"]
     with pytest.raises(ValueError, match="Unknown finding code 'OW999'"):
         rule("OW999")

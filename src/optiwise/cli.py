@@ -23,6 +23,37 @@ __all__ = ["main"]
 Handler = Callable[[argparse.Namespace], int]
 
 
+class _LazyChoices(Sequence[str]):
+    """argparse choices read from ``module.attr`` on first use, so that building the parser
+    imports nothing heavy."""
+
+    def __init__(self, module: str, attr: str) -> None:
+        self._where = (module, attr)
+        self._items: tuple[str, ...] | None = None
+
+    def _load(self) -> tuple[str, ...]:
+        if self._items is None:
+            self._items = tuple(getattr(importlib.import_module(self._where[0]), self._where[1]))
+        return self._items
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._load()[i]
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._load()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "_audit_families":  # model families then task families, for optiwise audit
+        from optiwise.advisor.inspect import FAMILIES
+
+        return tuple(dict.fromkeys((*FAMILIES, *knowledge.TASKS)))
+    raise AttributeError(f"module 'optiwise.cli' has no attribute {name!r}")
+
+
 class UsageError(Exception):
     """A bad command line detected after parsing; reported like an argparse error."""
 
@@ -856,14 +887,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=int, default=None, metavar="N", help="worker processes (default: all CPUs)"
     )
     p.set_defaults(func=_cmd_lint)
-    from optiwise.advisor.inspect import FAMILIES
-    from optiwise.advisor.rules import PRIORITIES
+    # read only when a command that uses them is parsed or its help printed (they import torch)
+    FAMILIES = _LazyChoices("optiwise.advisor.inspect", "FAMILIES")
+    PRIORITIES = _LazyChoices("optiwise.advisor.rules", "PRIORITIES")
 
     p = sub.add_parser(
         "recommend", help="recommend an optimizer, schedule and training-step recipe, explained"
     )
     _add_model_args(p, required=False)
-    p.add_argument("--family", choices=FAMILIES, default=None, help="model family (no model)")
+    p.add_argument(
+        "--family",
+        choices=FAMILIES,
+        metavar="FAMILY",
+        default=None,
+        help="model family (no model): %(choices)s",
+    )
     p.add_argument("--params", type=int, default=None, help="parameter count (no model)")
     p.add_argument(
         "--task", choices=knowledge.TASKS, default=None, help="task family, e.g. gan, rl_policy"
@@ -872,7 +910,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-size", type=int, default=None, help="training examples")
     p.add_argument("--world-size", type=int, default=1, help="data-parallel processes")
     p.add_argument("--pretrained", action="store_true", help="fine-tune pretrained weights")
-    p.add_argument("--priority", choices=PRIORITIES, default="final_quality")
+    p.add_argument(
+        "--priority",
+        choices=PRIORITIES,
+        metavar="PRIORITY",
+        default="final_quality",
+        help="%(choices)s (default %(default)s)",
+    )
     p.add_argument(
         "--memory-budget-gb",
         type=float,
@@ -902,9 +946,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p, "samples per optimizer step")
     p.add_argument(
         "--family",
-        choices=tuple(dict.fromkeys((*FAMILIES, *knowledge.TASKS))),
+        choices=_LazyChoices("optiwise.cli", "_audit_families"),
+        metavar="FAMILY",
         default=None,
-        help="model or task family (default: inspect the model)",
+        help="model or task family (default: inspect the model): %(choices)s",
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=_cmd_audit)

@@ -239,6 +239,18 @@ LR_CONSTANT_OF_PEAK: Fact[float] = _f(
     "a constant LR matching a warmup + cosine run at peak LR p is ~p/2: the mean LR of a "
     "cosine decay to 0 is p/2, and a run without decay needs a lower LR to settle",
 )
+MIN_BETA2: Fact[float] = _f(
+    0.9,
+    "Adam's beta2 below 0.9 averages the squared gradients over fewer than ~10 steps, so the "
+    "per-parameter step size swings with each batch; stable recipes use 0.95-0.999 "
+    "(GPT-3 0.95, BERT 0.999; Kingma & Ba 2015)",
+)
+MAX_MOMENTUM: Fact[float] = _f(
+    0.99,
+    "momentum (or beta1) above 0.99 averages the gradient over more than 100 steps: the "
+    "update lags the loss surface and overshoots; 0.9 is the standard value "
+    "(Sutskever et al. 2013)",
+)
 LR_OUT_OF_RANGE_FACTOR: Fact[float] = _f(
     3.0,
     "an LR more than 3x outside the typical range is a likely mistake (e.g. an SGD LR used "

@@ -35,7 +35,7 @@ def test_text_output_sorted_and_exit_1(tree: Path, capsys: pytest.CaptureFixture
         "that never clears the gradients (no zero_grad())",
         "pkg/a.py:5:5: OW102 SGD with momentum=0.9 and without nesterov=True",
         "pkg/b.py:2:7: OW101 Adam with weight_decay=0.1 adds an L2 term that the adaptive "
-        "denominator rescales, not weight decay",
+        "denominator rescales, not weight decay: use AdamW",
     ]
     assert lines[3] == (
         "Found 3 findings in 3 files checked (1 fixable with --fix, 1 more with --fix "
@@ -56,7 +56,7 @@ def test_json_output(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(capsys.readouterr().out)
     (f,) = data["findings"]
     assert (f["code"], f["line"], f["col"], f["fixable"]) == ("OW101", 2, 7, "safe")
-    assert f["severity"] == "major" and f["name"] == "adam-coupled-weight-decay"
+    assert f["severity"] == "critical" and f["name"] == "adam-coupled-weight-decay"
     assert data["summary"] == {
         "files": 1,
         "findings": 1,

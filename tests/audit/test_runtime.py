@@ -29,7 +29,7 @@ def test_adam_with_weight_decay() -> None:
     model = models.PPOPolicy()
     bad = torch.optim.Adam(model.parameters(), lr=3e-4, weight_decay=0.01)
     (f,) = [f for f in optiwise.audit(bad, family="rl_policy") if f.code == "OW101"]
-    assert f.severity is Severity.MAJOR and "weight_decay=0.01" in f.message
+    assert f.severity is Severity.CRITICAL and "weight_decay=0.01" in f.message
     assert f.fix == CODES["OW101"].fix and f.why
     ok = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
     assert "OW101" not in codes(optiwise.audit(ok, family="rl_policy"))

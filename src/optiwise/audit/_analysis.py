@@ -4,21 +4,21 @@ The rules see objects only where the file itself says what they are: a construct
 (``torch.optim.Adam(...)``, ``OneCycleLR(...)``, ``GradScaler()``, ``torch.load(...)``,
 ``optiwise.create_optimizer("adam", ...)``), a name or ``self.attr`` bound to one, a
 function of the same file that returns one, or a parameter annotated with its type.
-Values count only when they are literals (or names bound once to literals).  Nothing is
+Values count when the file fixes them (see :mod:`optiwise.audit._resolve`).  Nothing is
 reported about what cannot be resolved.
 """
 
 from __future__ import annotations
 
 import ast
-import functools
-import inspect
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from optiwise import knowledge
+from optiwise.audit import _api as api
 from optiwise.audit._edits import (
     Edit,
     FixKind,
@@ -94,82 +94,20 @@ CREATE_SCHEDULER_NOT_PER_BATCH = {"plateau", "step", "multistep", "exponential",
 COUPLED_DECAY = {"adam", "adamax", "nadam", "radam"}
 
 
-@functools.cache
-def _torch_object(qualname: str) -> Any:
-    """The object behind a ``torch.*``/``optiwise.*`` qualified name, or None.  Only
-    packages already imported are looked into; nothing of the linted code is imported."""
-    import importlib
-    import sys
-
-    parts = qualname.split(".")
-    if parts[0] not in ("torch", "optiwise"):
-        return None
-    for i in range(len(parts), 0, -1):
-        mod_name = ".".join(parts[:i])
-        if mod_name in sys.modules or i == 1:
-            try:
-                obj: Any = sys.modules.get(mod_name) or importlib.import_module(mod_name)
-            except Exception:
-                return None
-            for attr in parts[i:]:
-                obj = getattr(obj, attr, None)
-                if obj is None:
-                    return None
-            return obj
-    return None  # pragma: no cover
+def _optimizer_class(qualname: str | None) -> api.ClassInfo | None:
+    return api.optimizer_class(qualname) if qualname else None
 
 
-@functools.cache
-def _optimizer_class(qualname: str) -> type | None:
-    import torch
-
-    obj = _torch_object(qualname)
-    ok = inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer)
-    return obj if ok and obj is not torch.optim.Optimizer else None
-
-
-@functools.cache
-def _scheduler_class(qualname: str) -> type | None:
-    from torch.optim import lr_scheduler as tls
-
-    obj = _torch_object(qualname)
-    if inspect.isclass(obj) and issubclass(obj, (tls.LRScheduler, tls.ReduceLROnPlateau)):
-        return obj
-    return None
-
-
-@functools.cache
-def _registry_names(cls: type) -> tuple[str, ...]:
-    """Canonical registry names built with class ``cls`` (SGD has three)."""
-    from optiwise.optim.registry import get_entry, list_optimizers
-
-    return tuple(n for n in list_optimizers() if get_entry(n).factory is cls)
-
-
-@functools.cache
-def _signature(fn: Any) -> inspect.Signature | None:
-    try:
-        return inspect.signature(fn)
-    except (TypeError, ValueError):  # pragma: no cover
-        return None
+def _scheduler_class(qualname: str | None) -> api.ClassInfo | None:
+    return api.scheduler_class(qualname) if qualname else None
 
 
 def _canonical_optimizer(name: str) -> str | None:
-    from optiwise.optim.registry import canonical_name
-
-    try:
-        return canonical_name(name)
-    except (ValueError, TypeError):
-        return None
+    return api.canonical_optimizer(name)
 
 
 def _canonical_schedule(name: str) -> str | None:
-    from optiwise.schedules import _canonical_schedule as canon
-
-    try:
-        return canon(name)
-    except ValueError:
-        return None
+    return api.canonical_schedule(name)
 
 
 def _fmt(x: Any) -> str:
@@ -179,6 +117,9 @@ def _fmt(x: Any) -> str:
 # ------------------------------------------------------------------------------------------
 # Objects the rules reason about
 # ------------------------------------------------------------------------------------------
+
+
+_CYCLE: Any = object()  # an expression met again while it is being resolved
 
 
 @dataclass(frozen=True)
@@ -200,7 +141,7 @@ class OptimizerCall:
     scope: Scope
     display: str
     candidates: tuple[str, ...]  # knowledge names it may be
-    cls: type | None  # torch/optiwise class, None for create_optimizer
+    cls: api.ClassInfo | None  # torch/optiwise class, None for create_optimizer
     args: dict[str, ast.expr]
     defaults: dict[str, Any]
     opaque: bool  # *args / **kwargs: absent arguments are unknown
@@ -272,9 +213,12 @@ _STMT_LIST_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
 class Analyzer:
     """Runs every rule over one module."""
 
-    def __init__(self, tree: ast.Module) -> None:
+    def __init__(
+        self, tree: ast.Module, *, strict: bool = False, base_dir: str | None = None
+    ) -> None:
         self.tree = tree
-        self.r = Resolver(tree)
+        self.strict = strict
+        self.r = Resolver(tree, base_dir)
         self.out: list[Raw] = []
         self._obj_cache: dict[int, Obj | None] = {}
         self._returns_cache: dict[int, Obj | None] = {}
@@ -299,13 +243,19 @@ class Analyzer:
 
     def obj(self, expr: ast.expr | None, scope: Scope | None = None, depth: int = 0) -> Obj | None:
         """What ``expr`` is (optimizer, scheduler, scaler, checkpoint), or None."""
+        result = self._obj_or_cycle(expr, scope, depth)
+        return result if isinstance(result, Obj) else None
+
+    def _obj_or_cycle(self, expr: ast.expr | None, scope: Scope | None, depth: int) -> Any:
+        """As :meth:`obj`, or ``_CYCLE`` for an expression already being resolved (``opt =
+        accelerator.prepare(opt)`` refers to itself; that binding then decides nothing)."""
         if expr is None or depth > 8:
             return None
         key = id(expr)
         if key in self._obj_cache:
             return self._obj_cache[key]
         if key in self._in_progress:
-            return None
+            return _CYCLE
         self._in_progress.add(key)
         try:
             result = self._obj(expr, scope or self.r.scope_at(expr), depth)
@@ -330,20 +280,65 @@ class Analyzer:
     def _value_obj(self, value: ast.expr, scope: Scope, depth: int) -> Obj | bool | None:
         if isinstance(value, ast.Constant) and value.value is None:
             return True  # a placeholder: does not decide what the name is
-        return self.obj(value, scope, depth + 1)
+        result = self._obj_or_cycle(value, scope, depth + 1)
+        return True if result is _CYCLE else result
 
     def _binding_obj(self, b: Binding, depth: int) -> Obj | bool | None:
         if b.kind == "assign" and b.value is not None:
             return self._value_obj(b.value, b.scope, depth)
         if b.kind == "param" and b.annotation is not None:
             return self._annotation_obj(b.annotation, b.scope)
+        if b.kind == "param" and depth < 6:
+            sites = self.r.call_site_args(b)
+            if sites:
+                return self._merge(self._value_obj(e, sc, depth + 1) for e, sc in sites)
+        if b.kind == "unpack" and isinstance(b.value, ast.Call) and b.index is not None:
+            passed = self._wrapped(b.value, b.scope, b.index)
+            if passed is not None:
+                return self._value_obj(passed, b.scope, depth)
+        return None
+
+    def _wrapper(self, call: ast.Call, scope: Scope) -> str | None:
+        """ "same" for calls that return the objects they are given (accelerate's
+        ``prepare``, Fabric's ``setup``), "deepspeed" for ``deepspeed.initialize``."""
+        f = call.func
+        if not isinstance(f, ast.Attribute):
+            return None
+        if self.r.qualname(f, scope) == "deepspeed.initialize":
+            return "deepspeed"
+        if f.attr not in _WRAPPER_METHODS:
+            return None
+        recv = f.value
+        q = None
+        if isinstance(recv, ast.Name):
+            bs = self.r.lookup(recv.id, scope)
+            if len(bs) == 1 and bs[0].kind == "assign" and isinstance(bs[0].value, ast.Call):
+                q = self.r.qualname(bs[0].value.func, bs[0].scope)
+        if q in _WRAPPER_CLASSES or "accelerator" in _text(recv).lower():
+            return "same"
+        if "fabric" in _text(recv).lower():
+            return "same"
+        return None
+
+    def _wrapped(self, call: ast.Call, scope: Scope, index: int) -> ast.expr | None:
+        """The argument that comes back at position ``index`` of a wrapper's result."""
+        kind = self._wrapper(call, scope)
+        if kind == "same":
+            if any(isinstance(a, ast.Starred) for a in call.args[: index + 1]):
+                return None
+            return call.args[index] if index < len(call.args) else None
+        if kind == "deepspeed":  # (engine, optimizer, dataloader, lr_scheduler)
+            name = {1: "optimizer", 3: "lr_scheduler"}.get(index)
+            for k in call.keywords:
+                if k.arg == name:
+                    return k.value
         return None
 
     @staticmethod
     def _merge(objs: Iterable[Obj | bool | None]) -> Obj | None:
         found: list[Obj] = []
         for o in objs:
-            if o is True:
+            if o is True or o is _CYCLE:
                 continue
             if o is None or o is False:
                 return None
@@ -375,11 +370,12 @@ class Analyzer:
             return Obj("scaler")
         if q in ("torch.optim.Optimizer", "torch.optim.optimizer.Optimizer"):
             return Obj("optimizer")
-        if _optimizer_class(q) is not None:
-            return Obj("optimizer", _optimizer_class(q).__name__)  # type: ignore[union-attr]
+        ocls = _optimizer_class(q)
+        if ocls is not None:
+            return Obj("optimizer", ocls.name)
         cls = _scheduler_class(q)
         if cls is not None:
-            return self._scheduler_obj(cls.__name__, None)
+            return self._scheduler_obj(cls.name, None)
         return None
 
     def _scheduler_obj(self, name: str, call: ast.Call | None) -> Obj:
@@ -409,11 +405,14 @@ class Analyzer:
                 return Obj("optimizer", oc.display if oc else None, call=call)
             cls = _scheduler_class(q)
             if cls is not None:
-                return self._scheduler_obj(cls.__name__, call)
+                return self._scheduler_obj(cls.name, call)
         if isinstance(call.func, ast.Name):
             for b in self.r.lookup(call.func.id, scope):
                 if b.kind == "def" and isinstance(b.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     return self._returns_obj(b.node, depth)
+        if len(call.args) == 1 and self._wrapper(call, scope) == "same":
+            inner = self._value_obj(call.args[0], scope, depth)  # opt = accelerator.prepare(opt)
+            return _CYCLE if inner is True else inner  # type: ignore[return-value]
         return None
 
     def _returns_obj(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, depth: int) -> Obj | None:
@@ -461,13 +460,11 @@ class Analyzer:
             k.arg is None for k in call.keywords
         )
         if q in CREATE_OPTIMIZER:
-            from optiwise.optim.registry import create_optimizer, get_entry, resolve_optimizer
-
-            sig = _signature(create_optimizer)
-            args = self._bind(call, sig)
+            args = self._bind(call, api.create_optimizer_sig())
             name = self.r.const(args.get("name"), scope)
             canon = _canonical_optimizer(name) if isinstance(name, str) else None
-            if canon is None:
+            entry = api.registry_info(canon) if canon else None
+            if canon is None or entry is None:
                 return None
             task = self.r.const(args.get("task"), scope) if "task" in args else None
             if not (task is None or task in knowledge.TASKS):
@@ -478,20 +475,23 @@ class Analyzer:
                 if k not in ("name", "model_or_params", "task", "batch_size", "no_decay")
                 and k not in ("layer_decay", "lr_mult", "group")
             }
-            try:
-                spec = resolve_optimizer(
-                    canon, task=task, **{k: v for k, v in given.items() if v is not UNKNOWN}
-                )
-            except (ValueError, TypeError):
-                return None
+            known = {k: v for k, v in given.items() if v is not UNKNOWN}
+            if any(k in entry.fixed and entry.fixed[k] != v for k, v in known.items()):
+                return None  # create_optimizer raises: the name pins another value
+            if entry.accepted is not None and set(given) - entry.accepted:
+                return None  # create_optimizer raises: an argument the optimizer lacks
+            hparams = entry.defaults(task)
+            if "nesterov" in hparams and hparams["nesterov"] and known.get("momentum", 1) == 0:
+                hparams["nesterov"] = False  # as resolve_optimizer: Nesterov needs momentum
+            hparams.update(known)
             return OptimizerCall(
                 call,
                 scope,
-                knowledge.get_info(canon).display,
+                entry.display,
                 (canon,),
                 None,
                 args,
-                {**dict(spec.hparams), **dict(get_entry(canon).fixed)},
+                {**hparams, **dict(entry.fixed)},
                 opaque,
                 task,
                 args.get("name"),
@@ -499,20 +499,16 @@ class Analyzer:
         cls = _optimizer_class(q)
         if cls is None:
             return None
-        sig = _signature(cls)
-        args = self._bind(call, sig)
-        defaults = {}
-        if sig is not None:
-            defaults = {n: p.default for n, p in sig.parameters.items() if p.default is not p.empty}
-        names = _registry_names(cls)
-        oc = OptimizerCall(call, scope, cls.__name__, names, cls, args, defaults, opaque)
+        args = self._bind(call, cls.sig)
+        defaults = dict(cls.sig.defaults)
+        names = cls.registry
+        oc = OptimizerCall(call, scope, cls.name, names, cls, args, defaults, opaque)
         if len(names) > 1:  # SGD: keep the registry variants its arguments allow
-            from optiwise.optim.registry import get_entry
-
             fits = []
             for n in names:
                 ok = True
-                for k, v in get_entry(n).fixed.items():
+                entry = api.registry_info(n)
+                for k, v in (entry.fixed if entry else {}).items():
                     got = oc.value(self.r, k)
                     if got is not UNKNOWN and got != v:
                         ok = False
@@ -522,15 +518,10 @@ class Analyzer:
         return oc
 
     @staticmethod
-    def _bind(call: ast.Call, sig: inspect.Signature | None) -> dict[str, ast.expr]:
+    def _bind(call: ast.Call, sig: api.Sig | None) -> dict[str, ast.expr]:
         args: dict[str, ast.expr] = {}
         if sig is not None:
-            positional = [
-                n
-                for n, p in sig.parameters.items()
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and n != "self"
-            ]
-            for name, value in zip(positional, call.args, strict=False):
+            for name, value in zip(sig.positional, call.args, strict=False):
                 if isinstance(value, ast.Starred):
                     break
                 args[name] = value
@@ -547,6 +538,39 @@ class Analyzer:
     # ------------------------------------------------------------------ run
 
     def run(self) -> list[Raw]:
+        """Every rule; a rule that fails on an unusual construct is skipped (its findings
+        dropped) unless the analyzer is ``strict``, so one rule never hides the others."""
+        self._guard(self._constructor_rules)
+        for unit in self._units():
+            self._guard(self.check_loops, unit)
+        for check in self._file_rules():
+            self._guard(check)
+        return self.out
+
+    def _file_rules(self) -> list[Callable[[], None]]:
+        return [
+            self.check_plateau,
+            self.check_lightning,
+            self.check_resume,
+            self.check_schedule_presence,
+            self.check_recreated_optimizer,
+            self.check_resume_loads,
+        ]
+
+    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        mark = len(self.out)
+        try:
+            fn(*args)
+        except (RecursionError, MemoryError):
+            del self.out[mark:]
+            if self.strict:
+                raise
+        except Exception:
+            del self.out[mark:]
+            if self.strict:
+                raise
+
+    def _constructor_rules(self) -> None:
         fp16 = self._fp16_modules()
         overrides = self._lr_overrides()
         for call in self.all_calls:
@@ -554,14 +578,14 @@ class Analyzer:
                 oc = self.optimizer_call(call)
                 if oc is not None:
                     self.check_optimizer(oc, fp16)
+            if (
+                isinstance(call.func, ast.Attribute)
+                and call.func.attr == "add_param_group"
+                and call.args
+            ):
+                self._check_added_group(call)
         for max_lr, oc in overrides:
             self._check_lr(oc, max_lr, "max_lr")
-        for unit in self._units():
-            self.check_loops(unit)
-        self.check_plateau()
-        self.check_lightning()
-        self.check_resume()
-        return self.out
 
     # ------------------------------------------------------------------ constructor rules
 
@@ -571,34 +595,100 @@ class Analyzer:
         self._check_lr(oc)
         self._check_whole_model_decay(oc)
         self._check_fp16_eps(oc, fp16)
+        self._check_momentum(oc)
+
+    def _check_momentum(self, oc: OptimizerCall) -> None:
+        """OW106: beta2 < 0.9, beta1 or momentum > 0.99."""
+        hi = knowledge.MAX_MOMENTUM.value
+        lo2 = knowledge.MIN_BETA2.value
+        betas = (
+            oc.value(self.r, "betas") if ("betas" in oc.args or "betas" in oc.defaults) else None
+        )
+        if isinstance(betas, tuple) and len(betas) == 2 and all(_is_num(b) for b in betas):
+            b1, b2 = betas
+            node = oc.args.get("betas", oc.call)
+            if b2 < lo2:
+                self.add(
+                    "OW106",
+                    node,
+                    f"{oc.display} beta2={_fmt(b2)} averages the squared gradients over about "
+                    f"{max(1, round(1 / (1 - b2)))} steps: use 0.95-0.999 (0.98-0.999 for "
+                    "transformers)",
+                    data={"betas": list(betas)},
+                )
+            elif b1 > hi:
+                self.add(
+                    "OW106",
+                    node,
+                    f"{oc.display} beta1={_fmt(b1)} is above {hi:g}: use 0.9",
+                    data={"betas": list(betas)},
+                )
+        if "momentum" in oc.args:
+            m = oc.value(self.r, "momentum")
+            if _is_num(m) and m > hi:
+                self.add(
+                    "OW106",
+                    oc.args["momentum"],
+                    f"{oc.display} momentum={_fmt(m)} is above {hi:g}: it averages over more "
+                    f"than {round(1 / (1 - min(m, 0.9999)))} steps and overshoots; use 0.9",
+                    data={"momentum": m},
+                )
+
+    def _groups(self, oc: OptimizerCall) -> list[ast.Dict]:
+        """The param-group dicts of a construction (a list literal, or a name bound once to
+        one); [] when the parameters are not given as such a list."""
+        params = oc.args.get("params", oc.args.get("model_or_params"))
+        if isinstance(params, ast.Name):
+            bs = self.r.lookup(params.id, oc.scope)
+            if len(bs) == 1 and bs[0].kind == "assign":
+                params = bs[0].value
+        if isinstance(params, (ast.List, ast.Tuple)):
+            return [g for g in params.elts if isinstance(g, ast.Dict)]
+        return []
+
+    def _group_value(self, group: ast.Dict, key: str, scope: Scope) -> tuple[bool, Any]:
+        for k, v in zip(group.keys, group.values, strict=True):
+            if isinstance(k, ast.Constant) and k.value == key:
+                return True, self.r.const(v, scope)
+        return False, UNKNOWN
+
+    def _coupled(self, oc: OptimizerCall) -> bool:
+        """Whether the construction is an Adam-family optimizer with coupled (L2) decay."""
+        if not oc.candidates or not set(oc.candidates) <= COUPLED_DECAY:
+            return False
+        if "decoupled_weight_decay" in oc.args or "decoupled_weight_decay" in oc.defaults:
+            return oc.value(self.r, "decoupled_weight_decay") is False
+        return not oc.opaque
 
     def _check_coupled_decay(self, oc: OptimizerCall) -> None:
-        if not oc.candidates or not set(oc.candidates) <= COUPLED_DECAY:
+        if not self._coupled(oc):
             return
         wd = oc.value(self.r, "weight_decay")
+        for group in self._groups(oc):  # a group's own weight_decay wins over the default
+            present, value = self._group_value(group, "weight_decay", oc.scope)
+            if present and _is_num(value) and value > 0 and not (_is_num(wd) and wd >= value):
+                wd = value
         if not (_is_num(wd) and wd > 0):
             return
-        if "decoupled_weight_decay" in oc.args or "decoupled_weight_decay" in oc.defaults:
-            if oc.value(self.r, "decoupled_weight_decay") is not False:
-                return  # decoupled already, or cannot tell
-        elif oc.opaque:
-            return
         canon = oc.candidates[0]
-        factory: Any = oc.cls
+        factory = oc.cls
         if factory is None:
-            from optiwise.optim.registry import get_entry
-
-            factory = get_entry(canon).factory
-        sig = _signature(factory)
-        has_decoupled = sig is not None and "decoupled_weight_decay" in sig.parameters
+            entry = api.registry_info(canon)
+            factory = entry.factory if entry else None
+        has_decoupled = factory is not None and "decoupled_weight_decay" in factory.sig.names
         edits: tuple[Edit, ...]
         kind: FixKind | None = None
+        retune = (
+            "; decoupled decay is multiplied by the LR each step (w -= lr * weight_decay * w), "
+            "so the L2 value does not carry over 1:1: retune weight_decay (AdamW's usual "
+            "0.01-0.1; Loshchilov & Hutter 2019)"
+        )
         if canon != "adam" and has_decoupled:
-            fix_text = "pass decoupled_weight_decay=True (AdamW-style decay), or use AdamW"
+            fix_text = "pass decoupled_weight_decay=True (AdamW-style decay), or use AdamW" + retune
             edits = (self._keyword_edit(oc.call, "decoupled_weight_decay", "True"),)
             kind = "safe"
         else:
-            fix_text = "use AdamW (decoupled weight decay) with the same weight_decay"
+            fix_text = "use AdamW" + retune
             if canon == "adamax":
                 fix_text += " (AdamW's second moment is an average of squares, not a max)"
             edits = self._adamw_edits(oc)
@@ -608,12 +698,39 @@ class Analyzer:
             "OW101",
             oc.call,
             f"{oc.display} with weight_decay={_fmt(wd)} adds an L2 term that the adaptive "
-            "denominator rescales, not weight decay",
+            "denominator rescales, not weight decay: use AdamW",
             fix_kind=kind,
             edits=edits,
             fix_text=fix_text,
             data={"optimizer": oc.display, "weight_decay": wd},
         )
+
+    def _check_added_group(self, call: ast.Call) -> None:
+        """OW101 for ``opt.add_param_group({..., "weight_decay": wd})`` on a coupled Adam."""
+        assert isinstance(call.func, ast.Attribute)
+        o = self.obj(call.func.value)
+        oc = self.optimizer_call(o.call) if o is not None and o.call is not None else None
+        if oc is None or not self._coupled(oc):
+            return
+        group = call.args[0]
+        scope = self.r.scope_at(call)
+        if isinstance(group, ast.Name):
+            bs = self.r.lookup(group.id, scope)
+            group = bs[0].value if len(bs) == 1 and bs[0].kind == "assign" else group  # type: ignore[assignment]
+        if not isinstance(group, ast.Dict):
+            return
+        present, wd = self._group_value(group, "weight_decay", scope)
+        if present and _is_num(wd) and wd > 0:
+            self.add(
+                "OW101",
+                call,
+                f"param group added to {oc.display} with weight_decay={_fmt(wd)}: an L2 term "
+                "that the adaptive denominator rescales, not weight decay: use AdamW",
+                fix_text="build the optimizer as AdamW; decoupled decay is multiplied by the LR "
+                "each step, so retune weight_decay instead of carrying the L2 value over "
+                "(Loshchilov & Hutter 2019)",
+                data={"optimizer": oc.display, "weight_decay": wd},
+            )
 
     def _adamw_edits(self, oc: OptimizerCall) -> tuple[Edit, ...]:
         """Edits turning this Adam/Adamax construction into AdamW, or () when that cannot be
@@ -716,13 +833,10 @@ class Analyzer:
         else:
             if "lr" in oc.args:
                 targets.append((oc.args["lr"], oc.value(self.r, "lr")))
-            params = oc.args.get("params", oc.args.get("model_or_params"))
-            if isinstance(params, (ast.List, ast.Tuple)):
-                for group in params.elts:
-                    if isinstance(group, ast.Dict):
-                        for k, v in zip(group.keys, group.values, strict=True):
-                            if isinstance(k, ast.Constant) and k.value == "lr":
-                                targets.append((v, self.r.const(v, oc.scope)))
+            for group in self._groups(oc):
+                for k, v in zip(group.keys, group.values, strict=True):
+                    if isinstance(k, ast.Constant) and k.value == "lr":
+                        targets.append((v, self.r.const(v, self.r.scope_at(v))))
         for target, lr in targets:
             if not _is_num(lr) or lr <= 0:
                 continue
@@ -749,15 +863,15 @@ class Analyzer:
                 continue
             q = self.qual(call.func)
             cls = _scheduler_class(q) if q else None
-            if cls is None or cls.__name__ not in OVERRIDES_LR | MULTIPLICATIVE_TORCH:
+            if cls is None or cls.name not in OVERRIDES_LR | MULTIPLICATIVE_TORCH:
                 continue
-            args = self._bind(call, _signature(cls))
+            args = self._bind(call, cls.sig)
             o = self.obj(args.get("optimizer"))
             if o is None or o.tag != "optimizer" or o.call is None:
                 continue
             self._lr_overridden.add(id(o.call))
             oc = self.optimizer_call(o.call)
-            if cls.__name__ in OVERRIDES_LR and "max_lr" in args and oc is not None:
+            if cls.name in OVERRIDES_LR and "max_lr" in args and oc is not None:
                 out.append((args["max_lr"], oc))
         return out
 
@@ -773,11 +887,16 @@ class Analyzer:
         wd = oc.value(self.r, "weight_decay")
         if not (_is_num(wd) and wd > 0):
             return
+        given = "weight_decay" in oc.args
+        what = (
+            f"weight_decay={_fmt(wd)}"
+            if given
+            else f"{oc.display}'s default weight decay ({_fmt(wd)}, not passed)"
+        )
         self.add(
             "OW401",
             params,
-            f"weight_decay={_fmt(wd)} on {_text(params)} passed whole also decays biases and "
-            "normalization weights",
+            f"{what} on {_text(params)} passed whole also decays biases and normalization weights",
             fix_text="pass optiwise.param_groups(model, weight_decay) as the parameters",
             data={"weight_decay": wd},
         )
@@ -1094,6 +1213,10 @@ class Analyzer:
             self._check_sched_order(sched, events)
         # OW502 / OW504: GradScaler loops.
         self._check_amp(events, inside)
+        # OW505-OW507: gradient accumulation; OW308: a plateau schedule on the batch loss.
+        self._check_accumulation(unit[0], events)
+        self._check_plateau_metric(unit[0], events)
+        self._check_lr_applied(unit[0], events)
 
     @staticmethod
     def _chain(loop: ast.AST, events: list[Event]) -> tuple[ast.AST, ...]:
@@ -1157,7 +1280,7 @@ class Analyzer:
         if not length_arg or o.call is None or not direct or len(ls) < 2:
             return
         cls = _scheduler_class(f"torch.optim.lr_scheduler.{o.name}")
-        length = self._bind(o.call, _signature(cls) if cls else None).get(length_arg)
+        length = self._bind(o.call, cls.sig if cls else None).get(length_arg)
         if length is None:
             return
         for outer in ls[:-1]:
@@ -1354,6 +1477,413 @@ class Analyzer:
                                 )
                         break
 
+    def _stepped_optimizers(self) -> list[tuple[OptimizerCall, Event]]:
+        """Optimizer constructions of this file with a step of theirs in a loop."""
+        out: list[tuple[OptimizerCall, Event]] = []
+        seen: set[int] = set()
+        for _, events in self._units():
+            for e in events:
+                if e.kind != "opt_step" or not e.loops:
+                    continue
+                o = e.obj
+                if o is None and e.via_scaler is not None:
+                    args = getattr(e.node, "args", None)
+                    o = self.obj(args[0]) if args else None
+                call = o.call if o is not None else None
+                if call is None or id(call) in seen:
+                    continue
+                oc = self.optimizer_call(call)
+                if oc is not None:
+                    seen.add(id(call))
+                    out.append((oc, e))
+        return out
+
+    # ------------------------------------------------------------------ accumulation & co
+
+    def _inner_if(self, e: Event) -> ast.If | None:
+        """The innermost ``if`` around event ``e`` below its innermost loop."""
+        stop = e.loops[-1] if e.loops else None
+        for anc in self.r.ancestors(e.node):
+            if anc is stop:
+                return None
+            if isinstance(anc, ast.If):
+                return anc
+        return None
+
+    @staticmethod
+    def _modulo_divisor(test: ast.expr) -> ast.expr | None:
+        """``N`` in a test such as ``(i + 1) % N == 0``."""
+        for node in ast.walk(test):
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+                return node.right
+        return None
+
+    @staticmethod
+    def _divides_by(area: ast.AST, divisor: ast.expr | None) -> bool:
+        """Whether ``area`` divides something by ``divisor`` (or by a name that says it is
+        the accumulation count)."""
+        want = _dump(divisor) if divisor is not None else None
+        for node in ast.walk(area):
+            right = None
+            if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Div, ast.FloorDiv)):
+                right = node.right
+            elif isinstance(node, ast.AugAssign) and isinstance(node.op, (ast.Div, ast.FloorDiv)):
+                right = node.value
+            elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+                right = node.right if isinstance(node.right, ast.BinOp) else None
+                if right is not None and not (
+                    isinstance(right, ast.BinOp) and isinstance(right.op, ast.Div)
+                ):
+                    right = None
+                right = right.right if isinstance(right, ast.BinOp) else None
+            if right is None:
+                continue
+            if want is not None and _dump(right) == want:
+                return True
+            if "accum" in _text(right).lower():
+                return True
+        return False
+
+    def _under_accumulate_context(self, node: ast.AST) -> bool:
+        for anc in self.r.ancestors(node):
+            if isinstance(anc, (ast.With, ast.AsyncWith)):
+                for item in anc.items:
+                    if "accumulate" in _text(item.context_expr) or "no_sync" in _text(
+                        item.context_expr
+                    ):
+                        return True
+        return False
+
+    def _check_accumulation(self, unit: ast.AST, events: list[Event]) -> None:
+        steps = [e for e in events if e.kind == "opt_step" and e.loops]
+        backs = [e for e in events if e.kind == "backward" and e.loops]
+        zeros = [e for e in events if e.kind == "zero_grad" and e.loops]
+        for step in steps:
+            loop = step.loops[-1]
+            guard = self._inner_if(step) if step.cond else None
+            divisor = self._modulo_divisor(guard.test) if guard is not None else None
+            mine = [b for b in backs if loop in b.loops]
+            if not mine:
+                continue
+            if divisor is not None:
+                # OW507: zero_grad every micro-batch while the step waits for N of them.
+                for z in zeros:
+                    if z.loops[-1] is loop and not z.cond and z.key in (None, step.key):
+                        self.add(
+                            "OW507",
+                            z.node,
+                            f"{_text(getattr(z.node, 'func', z.node))}() runs every micro-batch "
+                            f"but the optimizer steps every {_text(divisor)}: each step sees "
+                            "only the last micro-batch's gradients; clear them right after "
+                            "the step, inside the same condition",
+                        )
+                        break
+                # OW505: accumulation by a count that says so, and no division by it.
+                if "accum" in _text(divisor).lower() and not self._divides_by(loop, divisor):
+                    back = mine[0]
+                    self.add(
+                        "OW505",
+                        back.node,
+                        f"gradients are accumulated over {_text(divisor)} micro-batches but the "
+                        f"loss is not divided by {_text(divisor)}: the step uses their sum",
+                    )
+                continue
+            # nanoGPT-style: backward in an inner `for micro in range(N)`, step after it.
+            inner_loops = {b.loops[-1] for b in mine if b.loops[-1] is not loop}
+            for inner in inner_loops:
+                stop = self._range_stop(inner)
+                if (
+                    stop is not None
+                    and "accum" in _text(stop).lower()
+                    and not self._divides_by(inner, stop)
+                ):
+                    back = next(b for b in mine if b.loops[-1] is inner)
+                    self.add(
+                        "OW505",
+                        back.node,
+                        f"gradients are accumulated over range({_text(stop)}) micro-batches but "
+                        f"the loss is not divided by {_text(stop)}: the step uses their sum",
+                    )
+            # OW506: the loss is divided for accumulation but every micro-batch steps.
+            if (
+                not step.cond
+                and any(b.loops[-1] is loop for b in mine)
+                and self._divides_by(loop, None)
+                and not self._under_accumulate_context(step.node)
+            ):
+                self.add(
+                    "OW506",
+                    step.node,
+                    f"the loss is divided for gradient accumulation but "
+                    f"{_text(getattr(step.node, 'func', step.node))}() runs every micro-batch: "
+                    "step only when (i + 1) % accumulation_steps == 0",
+                )
+
+    def _check_plateau_metric(self, unit: ast.AST, events: list[Event]) -> None:
+        """OW308: ReduceLROnPlateau.step(metric) with the training loss."""
+        backs = [e for e in events if e.kind == "backward"]
+        loss_names = {
+            _dump(b.node.func.value)
+            for b in backs
+            if isinstance(b.node, ast.Call) and isinstance(b.node.func, ast.Attribute)
+        }
+        step_loops = {e.loops[-1] for e in events if e.kind == "opt_step" and e.loops}
+        for e in events:
+            if e.kind != "sched_step" or e.obj is None or not e.obj.plateau:
+                continue
+            call = e.node
+            assert isinstance(call, ast.Call)
+            metric = call.args[0] if call.args else None
+            for k in call.keywords:
+                if k.arg == "metrics":
+                    metric = k.value
+            if metric is None:
+                continue
+            per_batch = bool(e.loops) and e.loops[-1] in step_loops
+            base = metric
+            while isinstance(base, ast.Call) and isinstance(base.func, ast.Attribute):
+                base = base.func.value  # loss.item()
+            if per_batch or _dump(base) in loss_names:
+                self.add(
+                    "OW308",
+                    call,
+                    f"{_text(call.func)}({_text(metric)}) feeds ReduceLROnPlateau the "
+                    + ("batch loss every batch" if per_batch else "last training batch's loss")
+                    + ": step it once per epoch with a validation metric",
+                )
+
+    def _check_lr_applied(self, unit: ast.AST, events: list[Event]) -> None:
+        """OW309: ``lr = ...`` computed in the training loop and used only for logging."""
+        loops = {lp for e in events if e.kind == "opt_step" for lp in e.loops}
+        if not loops:
+            return
+        body = getattr(unit, "body", [])
+        for stmt in self._own_statements(body):
+            if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
+                continue
+            t = stmt.targets[0]
+            if not (isinstance(t, ast.Name) and _LR_NAME.search(t.id)):
+                continue
+            if not any(lp in loops for lp in self.r.ancestors(stmt)):
+                continue
+            if _reads_lr(stmt.value):
+                continue
+            used = False
+            for node in ast.walk(unit if isinstance(unit, ast.AST) else stmt):
+                if (
+                    isinstance(node, ast.Name)
+                    and node.id == t.id
+                    and isinstance(node.ctx, ast.Load)
+                    and not self._only_logged(node)
+                ):
+                    used = True
+                    break
+            if not used:
+                self.add(
+                    "OW309",
+                    stmt,
+                    f"{t.id} is computed in the training loop but never written to the "
+                    "optimizer: set it on every param group (for g in "
+                    f"optimizer.param_groups: g['lr'] = {t.id})",
+                )
+
+    def _only_logged(self, node: ast.AST) -> bool:
+        for anc in self.r.ancestors(node):
+            if isinstance(anc, ast.JoinedStr):
+                return True
+            if isinstance(anc, ast.Call):
+                name = _text(anc.func).rsplit(".", 1)[-1]
+                if name in _LOG_CALLS:
+                    return True
+            if isinstance(anc, ast.stmt):
+                return False
+        return False
+
+    def check_recreated_optimizer(self) -> None:
+        """OW508: an optimizer built inside the epoch loop whose steps run inside it."""
+        steps: dict[int, list[Event]] = {}
+        for _, events in self._units():
+            for e in events:
+                if e.kind == "opt_step" and e.obj is not None and e.obj.call is not None:
+                    steps.setdefault(id(e.obj.call), []).append(e)
+        for call in self.all_calls:
+            if id(call) not in steps:
+                continue
+            for anc in self.r.ancestors(call):
+                if isinstance(anc, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    break
+                if not isinstance(anc, (ast.For, ast.AsyncFor)):
+                    continue
+                epochish = (
+                    "epoch" in _text(anc.target).lower() or "epoch" in _text(anc.iter).lower()
+                )
+                if epochish and any(anc in e.loops for e in steps[id(call)]):
+                    self.add(
+                        "OW508",
+                        call,
+                        f"the optimizer is built inside `for {_text(anc.target)} in "
+                        f"{_text(anc.iter)}`: its state (momentum, Adam moments) restarts every "
+                        "epoch; build it once before the loop",
+                    )
+                    break
+
+    def _is_linear_model(self, oc: OptimizerCall) -> bool:
+        owner = self._parameter_owner(oc.args.get("params"), oc.scope)
+        if owner is None:
+            return False
+        bs = self.r.lookup(owner, oc.scope) if "." not in owner else []
+        return (
+            len(bs) == 1
+            and bs[0].kind == "assign"
+            and isinstance(bs[0].value, ast.Call)
+            and self.r.qualname(bs[0].value.func, bs[0].scope) == "torch.nn.Linear"
+        )
+
+    def check_schedule_presence(self) -> None:
+        """OW301 (transformer, Adam-family, nothing that warms up) and OW307 (SGD over a
+        run of known length with no schedule at all)."""
+        stepped = self._stepped_optimizers()
+        if not stepped:
+            return
+        facts = _FileFacts(self)
+        adaptive = [
+            oc
+            for oc, _ in stepped
+            if oc.candidates
+            and all(
+                n in knowledge.OPTIMIZERS and knowledge.get_info(n).family.value == "adaptive"
+                for n in oc.candidates
+            )
+        ]
+        if facts.transformer and adaptive and not facts.warmup_possible():
+            oc = adaptive[0]
+            self.add(
+                "OW301",
+                oc.call,
+                f"{oc.display} trains a transformer ({facts.transformer}) with no LR warmup: "
+                "add a linear warmup over the first 1-10% of the steps (e.g. "
+                "transformers.get_linear_schedule_with_warmup or "
+                "optiwise.create_scheduler('warmup_cosine', ...))",
+            )
+        if len(stepped) != 1 or facts.rl or facts.trainer:
+            return
+        oc, step = stepped[0]
+        if facts.schedulers or facts.lr_writes or facts.warmup_possible():
+            return
+        if any(w in facts.words for w in ("scheduler", "lr_scheduler", "adjust_learning_rate")):
+            return
+        if not oc.candidates or not all(n.startswith("sgd") for n in oc.candidates):
+            return
+        if self._is_linear_model(oc):
+            return  # a linear/convex model: a constant LR is a fine choice there
+        epochs = next((self._range_stop(lp) for lp in step.loops if self._range_stop(lp)), None)
+        if epochs is None or len(step.loops) < 2:
+            return
+        standard = knowledge.task_info("vision_cnn").schedule.value
+        self.add(
+            "OW307",
+            oc.call,
+            f"{oc.display}'s LR stays constant for the whole run (range({_text(epochs)}) epochs, "
+            f"no scheduler): decay it, e.g. {standard} "
+            "(torch.optim.lr_scheduler.CosineAnnealingLR stepped once per epoch)",
+        )
+
+    def check_resume_loads(self) -> None:
+        """OW701/OW702/OW703 for a resume (a checkpoint whose epoch/step is read, or a load
+        under ``if ...resume...``) that restores the model but never the optimizer,
+        scheduler or GradScaler state, whatever the checkpoint holds."""
+        objs = [
+            self.obj(c) for c in self.all_calls if isinstance(c.func, (ast.Name, ast.Attribute))
+        ]
+        tags = {o.tag for o in objs if o is not None}
+        for c in self.all_calls:  # an optimizer built elsewhere (model.configure_optimizers())
+            f = c.func
+            if (
+                isinstance(f, ast.Attribute)
+                and f.attr in ("step", "zero_grad")
+                and "optim" in _text(f.value).lower()
+            ):
+                tags.add("optimizer")
+        if "optimizer" not in tags:
+            return
+        loaded: set[str] = set()
+        model_loads: list[tuple[ast.Call, str]] = []
+        for call in self.all_calls:
+            f = call.func
+            if not (isinstance(f, ast.Attribute) and f.attr in ("load_state_dict", "load")):
+                continue
+            o = self.obj(f.value)
+            name = _text(f.value).lower()
+            if o is not None and o.tag in ("optimizer", "scheduler", "scaler"):
+                loaded.add(o.tag)
+            elif "optim" in name:
+                loaded.add("optimizer")
+            elif "sched" in name:
+                loaded.add("scheduler")
+            elif "scaler" in name:
+                loaded.add("scaler")
+            elif f.attr == "load_state_dict" and call.args and self._is_resume_load(call):
+                model_loads.append((call, _text(f.value)))
+        if not model_loads:
+            return
+        call, model = model_loads[0]
+        for code, tag, what in (
+            ("OW701", "optimizer", "optimizer"),
+            ("OW702", "scheduler", "scheduler"),
+            ("OW703", "scaler", "GradScaler"),
+        ):
+            if tag in tags and tag not in loaded:
+                self.add(
+                    code,
+                    call,
+                    f"the resume restores {model} but the script never loads the {what} "
+                    f"state: load {what.lower() if tag != 'scaler' else 'scaler'}.state_dict() "
+                    "from the checkpoint too (and save it there)",
+                )
+
+    def _is_resume_load(self, call: ast.Call) -> bool:
+        root: ast.expr = call.args[0]
+        for _ in range(4):  # state_dict = checkpoint["model"]; model.load_state_dict(state_dict)
+            while isinstance(root, (ast.Subscript, ast.Call, ast.Attribute)):
+                root = root.value if not isinstance(root, ast.Call) else root.func
+            if not isinstance(root, ast.Name):
+                break
+            o = self.obj(root)
+            if o is not None and o.tag == "checkpoint":
+                break
+            bs = self.r.lookup(root.id, self.r.scope_at(root))
+            if len(bs) == 1 and bs[0].kind == "assign" and bs[0].value is not None:
+                root = bs[0].value
+            else:
+                break
+        ckpt = root.id if isinstance(root, ast.Name) else None
+        if ckpt is not None:
+            o = self.obj(root)
+            if o is None or o.tag != "checkpoint":
+                return False
+        else:
+            return False
+        for anc in self.r.ancestors(call):
+            if isinstance(anc, ast.If) and any(
+                w in _text(anc.test).lower() for w in ("resume", "restore", "continue")
+            ):
+                return True
+            if isinstance(anc, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+                w in anc.name.lower() for w in ("resume", "restore")
+            ):
+                return True
+        for node in ast.walk(self.tree):
+            if (
+                isinstance(node, ast.Subscript)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == ckpt
+                and isinstance(node.slice, ast.Constant)
+                and isinstance(node.slice.value, str)
+                and node.slice.value.lower() in _PROGRESS_KEYS
+            ):
+                return True
+        return False
+
     def _scope_calls(self, scope: Scope) -> Iterator[ast.Call]:
         body = getattr(scope.node, "body", None)
         for stmt in body if isinstance(body, list) else []:
@@ -1424,6 +1954,201 @@ class Analyzer:
 
     def _is_module(self, expr: ast.expr) -> bool:
         return _dump(expr) in self.param_owners
+
+
+class _FileFacts:
+    """Whole-file evidence used by the rules about what is absent (no warmup, no schedule)."""
+
+    def __init__(self, a: Analyzer) -> None:
+        self.words: set[str] = set()
+        self.lr_writes = False
+        self.schedulers: list[Obj] = []
+        self.transformer: str | None = None
+        self.rl = False
+        self.trainer = False
+        for node in ast.walk(a.tree):
+            if isinstance(node, ast.Name):
+                self.words.add(node.id.lower())
+            elif isinstance(node, ast.Attribute):
+                self.words.add(node.attr.lower())
+            elif isinstance(node, ast.arg) or (isinstance(node, ast.keyword) and node.arg):
+                self.words.add(str(node.arg).lower())
+            elif (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and len(node.value) < 80
+            ):
+                self.words.add(node.value.lower())
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.words.add(node.name.lower())
+            if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:
+                    if _is_lr_target(t):
+                        self.lr_writes = True
+            if isinstance(node, ast.ClassDef):
+                bases = [a.r.qualname(b) or _text(b) for b in node.bases]
+                if any(re.search(_TRANSFORMER_NAMES, b) for b in bases) or (
+                    re.search(_TRANSFORMER_NAMES, node.name)
+                    and any(b.endswith(("Module", "nn.Module")) for b in bases)
+                ):
+                    self.transformer = self.transformer or node.name
+        for imp in (n for n in ast.walk(a.tree) if isinstance(n, (ast.Import, ast.ImportFrom))):
+            mods = [al.name for al in imp.names] if isinstance(imp, ast.Import) else [imp.module]
+            for m in mods:
+                top = (m or "").split(".")[0]
+                if top in ("gym", "gymnasium", "stable_baselines3", "dm_control", "rlkit"):
+                    self.rl = True
+            if (
+                isinstance(imp, ast.ImportFrom)
+                and (imp.module or "").startswith(
+                    ("transformers", "lightning", "pytorch_lightning", "accelerate.", "trl")
+                )
+                and any(al.name.endswith("Trainer") for al in imp.names)
+            ):
+                self.trainer = True
+        for call in a.all_calls:
+            q = a.qual(call.func) if isinstance(call.func, (ast.Name, ast.Attribute)) else None
+            if q and self.transformer is None:
+                if q.startswith("transformers."):
+                    self.transformer = _hf_model_name(q)
+                elif q in _TORCH_TRANSFORMERS:
+                    self.transformer = q
+                elif q == "timm.create_model" and call.args:
+                    name = a.r.const(call.args[0])
+                    if isinstance(name, str) and re.match(r"(vit|deit|swin|beit|eva)", name):
+                        self.transformer = name
+            if isinstance(call.func, ast.Attribute) and call.func.attr == "from_pretrained":
+                base = (
+                    a.qual(call.func.value)
+                    if isinstance(call.func.value, (ast.Name, ast.Attribute))
+                    else None
+                )
+                if base and base.startswith("transformers."):
+                    self.transformer = self.transformer or _hf_model_name(base)
+            if q and q.startswith(("transformers.Trainer", "transformers.Seq2SeqTrainer")):
+                self.trainer = True
+            o = a.obj(call) if q else None
+            if o is not None and o.tag == "scheduler":
+                self.schedulers.append(o)
+
+    def warmup_possible(self) -> bool:
+        """Whether anything in the file may warm the LR up (a warmup schedule or a name that
+        says so, a schedule of the user's own function, LR writes)."""
+        if self.lr_writes or self.trainer or any("warmup" in w for w in self.words):
+            return True
+        for o in self.schedulers:
+            name = (o.name or "").lower()
+            if not name or "warmup" in name or o.name in _MAY_WARM:
+                return True
+        return False
+
+
+_TRANSFORMER_NAMES = (
+    r"(Transformer|GPT|Bert|BERT|Roberta|Llama|T5|Bart|ViT|VisionTransformer|Deit|Swin|Mistral"
+    r"|Qwen|Gemma|Phi|OPT|Bloom|Electra|Albert|Distil|XLM|Whisper|Wav2Vec|CLIP|Gpt|Falcon)"
+)
+_NOT_MODELS = (
+    "Tokenizer",
+    "TokenizerFast",
+    "Config",
+    "Processor",
+    "FeatureExtractor",
+    "Trainer",
+    "Arguments",
+    "Collator",
+    "Pipeline",
+)
+
+
+def _hf_model_name(qualname: str) -> str | None:
+    """The model class a ``transformers.*`` name builds (``AutoModelForCausalLM``,
+    ``BertModel``, ``GPT2LMHeadModel``), None for tokenizers, configs and the rest."""
+    parts = [p for p in qualname.split(".")[1:] if p not in ("from_pretrained", "from_config")]
+    name = parts[-1] if parts else ""
+    if not name[:1].isupper() or name.endswith(_NOT_MODELS):
+        return None
+    if name.startswith("AutoModel") or (
+        re.search(_TRANSFORMER_NAMES, name) and ("Model" in name or "For" in name)
+    ):
+        return name
+    return None
+
+
+_TORCH_TRANSFORMERS = {
+    "torch.nn.Transformer",
+    "torch.nn.TransformerEncoder",
+    "torch.nn.TransformerDecoder",
+    "torch.nn.TransformerEncoderLayer",
+    "torch.nn.TransformerDecoderLayer",
+}
+# Schedules that warm up, or may (a user function, a chain of schedules).
+_MAY_WARM = {
+    "OneCycleLR",
+    "LinearLR",
+    "LambdaLR",
+    "MultiplicativeLR",
+    "SequentialLR",
+    "ChainedScheduler",
+    "CyclicLR",
+}
+
+
+# Methods that return the objects they are given, wrapped (accelerate, Lightning Fabric).
+_WRAPPER_METHODS = {
+    "prepare",
+    "prepare_optimizer",
+    "prepare_scheduler",
+    "setup",
+    "setup_optimizers",
+}
+_WRAPPER_CLASSES = {
+    "accelerate.Accelerator",
+    "accelerate.accelerator.Accelerator",
+    "lightning.Fabric",
+    "lightning.fabric.Fabric",
+    "lightning_fabric.Fabric",
+}
+
+
+_PROGRESS_KEYS = {"epoch", "step", "iter", "iteration", "global_step", "iter_num", "start_epoch"}
+_LR_NAME = re.compile(r"(^|_)(lr|learning_rate)$", re.IGNORECASE)
+_LOG_CALLS = {
+    "print",
+    "log",
+    "info",
+    "debug",
+    "warning",
+    "add_scalar",
+    "add_scalars",
+    "set_postfix",
+    "set_description",
+    "write",
+    "format",
+    "log_metrics",
+    "log_dict",
+    "append",
+}
+
+
+def _reads_lr(value: ast.expr) -> bool:
+    """Whether ``value`` reads the LR the optimizer or scheduler already has."""
+    text = _text(value)
+    return any(k in text for k in ("param_groups", "get_last_lr", "get_lr()", "scheduler", "sched"))
+
+
+def _is_lr_target(t: ast.expr) -> bool:
+    if isinstance(t, ast.Subscript):
+        sl = t.slice
+        return isinstance(sl, ast.Constant) and sl.value in ("lr", "learning_rate")
+    return (
+        isinstance(t, ast.Attribute)
+        and t.attr == "lr"
+        and not (
+            isinstance(t.value, ast.Name)
+            and t.value.id in ("args", "config", "cfg", "opt", "hparams")
+        )
+    )
 
 
 def analyze(tree: ast.Module) -> list[Raw]:

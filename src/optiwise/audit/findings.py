@@ -92,11 +92,15 @@ _CODES: dict[str, Rule] = {
         _r(
             "OW101",
             "adam-coupled-weight-decay",
-            S.MAJOR,
+            S.CRITICAL,
             "Adam-family optimizer with weight_decay > 0 (coupled L2, not weight decay)",
-            "use AdamW (decoupled weight decay) with the same weight_decay",
+            "use AdamW and retune weight_decay: AdamW's decay is decoupled and multiplied by "
+            "the LR (each step w -= lr * weight_decay * w), so an Adam L2 coefficient does not "
+            "map 1:1 onto it (nor does L2 / lr); start from AdamW's usual 0.01-0.1 and tune",
             "Adam adds wd*w to the gradient, which the adaptive denominator then rescales: "
-            "parameters with large gradients are barely regularized (Loshchilov & Hutter 2019)",
+            "parameters with large gradients are barely regularized, and the decay strength "
+            "is tied to the gradient history (Loshchilov & Hutter 2019, Decoupled Weight Decay "
+            "Regularization)",
         ),
         _r(
             "OW102",
@@ -132,6 +136,17 @@ _CODES: dict[str, Rule] = {
             "use momentum=0.9, nesterov=True",
             "momentum accelerates the ill-conditioned directions of deep-network losses; plain "
             "SGD converges much more slowly (Sutskever et al. 2013)",
+        ),
+        _r(
+            "OW106",
+            "extreme-momentum",
+            S.MEDIUM,
+            "momentum or betas outside the range that trains stably",
+            "use momentum 0.9 (at most 0.99) and Adam betas (0.9, 0.95-0.999)",
+            "beta2 below 0.9 averages the squared gradients over too few steps, so the "
+            "per-parameter step size is noisy (transformer recipes use 0.95-0.999); momentum "
+            "above 0.99 averages over more than 100 steps and overshoots (Sutskever et al. "
+            "2013; Kingma & Ba 2015)",
         ),
         # OW2xx: learning rate and batch size
         _r(
@@ -215,6 +230,24 @@ _CODES: dict[str, Rule] = {
             "annealing it at the end lowers the final loss and raises accuracy "
             "(Loshchilov & Hutter 2017; Goyal et al. 2017)",
         ),
+        _r(
+            "OW308",
+            "plateau-on-training-loss",
+            S.MAJOR,
+            "ReduceLROnPlateau stepped with a training-batch loss",
+            "step it once per epoch with a validation metric: scheduler.step(val_loss)",
+            "a single batch's loss is noise: patience then counts noisy batches and the LR is "
+            "cut for no reason (or, stepped every batch, after a few batches)",
+        ),
+        _r(
+            "OW309",
+            "lr-computed-not-applied",
+            S.MAJOR,
+            "a learning rate computed in the training loop but never given to the optimizer",
+            "write it to every param group: for g in optimizer.param_groups: g['lr'] = lr",
+            "the optimizer keeps the LR it was built with; the schedule the script computes "
+            "(warmup, decay) never happens",
+        ),
         # OW4xx: parameter groups
         _r(
             "OW401",
@@ -263,6 +296,41 @@ _CODES: dict[str, Rule] = {
             "the gradients are still multiplied by the loss scale (65536 at the start), so the "
             "update is that much too large, and inf/NaN steps are not skipped",
         ),
+        _r(
+            "OW505",
+            "accumulation-loss-not-divided",
+            S.MAJOR,
+            "gradient accumulation without dividing the loss by the accumulation steps",
+            "backward on loss / accumulation_steps",
+            "the accumulated gradient is the sum of the micro-batch gradients, N times the "
+            "mean: the effective LR (SGD) and the clipping threshold are off by N",
+        ),
+        _r(
+            "OW506",
+            "accumulation-step-every-micro-batch",
+            S.MAJOR,
+            "loss divided for accumulation but optimizer.step() called every micro-batch",
+            "step (and zero the gradients) only when (i + 1) % accumulation_steps == 0",
+            "every micro-batch then updates the weights with 1/N of its gradient: no "
+            "accumulation happens and the effective LR is N times smaller",
+        ),
+        _r(
+            "OW507",
+            "accumulation-zero-grad-every-micro-batch",
+            S.CRITICAL,
+            "gradients cleared every micro-batch while the optimizer steps every N",
+            "call zero_grad() right after optimizer.step(), inside the same condition",
+            "each step then sees only the last micro-batch's gradient: the others are thrown away",
+        ),
+        _r(
+            "OW508",
+            "optimizer-recreated-in-loop",
+            S.MAJOR,
+            "optimizer constructed inside the epoch loop",
+            "build the optimizer (and its scheduler) once, before the epoch loop",
+            "every construction restarts the momentum / Adam moments and detaches any "
+            "scheduler from the optimizer that is stepped",
+        ),
         # OW6xx: numerics
         _r(
             "OW601",
@@ -289,6 +357,15 @@ _CODES: dict[str, Rule] = {
             "resumed run restores the optimizer but not the scheduler",
             "save and load scheduler.state_dict()",
             "the schedule restarts (e.g. warmup again) instead of continuing",
+        ),
+        _r(
+            "OW703",
+            "resume-without-scaler-state",
+            S.LOW,
+            "resumed mixed-precision run restores the model but not the GradScaler",
+            "save and load scaler.state_dict() with the optimizer",
+            "the loss scale restarts at 65536 and the first steps after resume are skipped "
+            "while it backs off",
         ),
         # OW9xx: the linter itself
         _r(

@@ -6,8 +6,9 @@ that cannot be read or parsed is reported as ``OW900`` and the run goes on.
 
 Names are resolved through the file's imports (``import torch.optim as optim``,
 ``from torch.optim import Adam as A``, ``torch.optim.AdamW``, ``optiwise.create_optimizer``);
-values count only when they are literals or names bound once to literals, so nothing is
-reported about what cannot be known from the source.  A finding is silenced by a
+values count when the file fixes them (literals, constants, argparse defaults, config dicts
+and classes, config files beside the script; see docs/lint.md), so nothing is reported about
+what cannot be known from the source.  A finding is silenced by a
 ``# optiwise: ignore[CODE]`` comment on its line or on the first line of its statement.
 """
 
@@ -23,7 +24,6 @@ import sys
 import tokenize
 import warnings
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from optiwise.audit.findings import CODES, Finding, Severity, make_finding, sort
 
 __all__ = [
     "DEFAULT_MAX_FILE_SIZE",
+    "LINT_CODES",
     "LintConfig",
     "LintReport",
     "find_config",
@@ -46,6 +47,37 @@ __all__ = [
     "lint_source",
     "resolve_codes",
 ]
+
+LINT_CODES = frozenset(
+    {
+        "OW101",
+        "OW102",
+        "OW106",
+        "OW201",
+        "OW301",
+        "OW303",
+        "OW304",
+        "OW305",
+        "OW307",
+        "OW308",
+        "OW309",
+        "OW401",
+        "OW501",
+        "OW502",
+        "OW503",
+        "OW504",
+        "OW505",
+        "OW506",
+        "OW507",
+        "OW508",
+        "OW601",
+        "OW701",
+        "OW702",
+        "OW703",
+        "OW900",
+    }
+)
+"""The codes the linter reports (the others are the runtime audit's only)."""
 
 DEFAULT_MAX_FILE_SIZE = 1_000_000
 """Files larger than this many bytes are reported as OW900 instead of parsed (generated
@@ -273,7 +305,8 @@ def _check(source: str, path: str, codes: frozenset[str]) -> list[_Checked]:
             if ("OW900" in codes)
             else []
         )
-    analyzer = Analyzer(tree)
+    folder = os.path.dirname(os.path.abspath(path)) if os.path.isfile(path) else None
+    analyzer = Analyzer(tree, base_dir=folder)
     raws = analyzer.run()
     pos = _Positions(source)
     sup = _suppressions(source)
@@ -589,6 +622,8 @@ def lint_paths(
     tasks = [_Task(p, d, codes, config, fix, unsafe_fixes, diff) for p, d in files]
     workers = jobs or min(os.cpu_count() or 1, max(1, len(tasks) // 8))
     if workers > 1 and len(tasks) > 1:
+        from concurrent.futures import ProcessPoolExecutor  # only when there are many files
+
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
             with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
