@@ -27,7 +27,14 @@ PUBLISHED: dict[str, tuple[ModelFactory, dict[str, Any]]] = {
         models.TinyResNet,
         dict(batch_size=64, epochs=90, dataset_size=IMAGENET),
     ),
-    "bert_base_pretraining": (models.TinyBert, dict(batch_size=256, total_steps=100_000)),
+    # A published model's size decides its LR: the recipe is made for its parameter count
+    # (n_params) and built on the tiny stand-in of the same architecture.
+    "bert_base_pretraining": (
+        models.TinyBert,
+        dict(
+            family="language_transformer", n_params=110_000_000, batch_size=256, total_steps=100_000
+        ),
+    ),
     "vit_b16_scratch_b4096": (
         models.TinyViT,
         dict(batch_size=4096, epochs=300, dataset_size=IMAGENET),
@@ -54,7 +61,15 @@ PUBLISHED: dict[str, tuple[ModelFactory, dict[str, Any]]] = {
         models.TinyResNet,
         dict(batch_size=32_768, epochs=90, dataset_size=IMAGENET),
     ),
-    "bert_b32k_lamb": (models.TinyBert, dict(batch_size=32_768, total_steps=15_625)),
+    "bert_b32k_lamb": (
+        models.TinyBert,
+        dict(
+            family="language_transformer",
+            n_params=110_000_000,
+            batch_size=32_768,
+            total_steps=15_625,
+        ),
+    ),
 }
 
 OTHER: dict[str, tuple[ModelFactory | None, dict[str, Any]]] = {
@@ -95,8 +110,8 @@ OTHER: dict[str, tuple[ModelFactory | None, dict[str, Any]]] = {
         models.DCGANGenerator,
         dict(task="gan", batch_size=16_384, total_steps=2_000),
     ),
-    "gpt_memory_budget": (
-        models.TinyGPT,
+    "bert_memory_budget": (
+        models.TinyBert,
         dict(batch_size=256, total_steps=5_000, memory_budget_gb=0.0006),
     ),
     "family_only_transformer": (

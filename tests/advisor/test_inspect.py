@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from optiwise import knowledge
 from optiwise.advisor.inspect import FAMILIES, family_task, inspect_model
 from tests import models
 
@@ -15,7 +16,7 @@ from tests import models
         (models.TinyResNet, "vision_cnn"),
         (models.DCGANGenerator, "vision_cnn"),
         (models.DCGANDiscriminator, "vision_cnn"),
-        (models.TinyGPT, "language_transformer"),
+        (models.TinyGPT, "causal_transformer"),
         (models.TinyBert, "language_transformer"),
         (models.LSTMLanguageModel, "rnn"),
         (models.TinyViT, "vision_transformer"),
@@ -144,14 +145,10 @@ def test_norm_counts_and_dict_form() -> None:
 
 
 def test_family_task_mapping_and_bad_input() -> None:
-    assert {family_task(f) for f in FAMILIES} <= {
-        "vision_cnn",
-        "vision_transformer",
-        "language_transformer",
-        "rnn",
-        "general",
-        "tabular_mlp",
-    }
+    assert {family_task(f) for f in FAMILIES} <= set(knowledge.TASKS)
+    assert family_task("causal_transformer") == "causal_lm"
+    assert family_task("sparse_embedding") == "recommendation"
+    assert family_task("adapter") == "adapter_fine_tuning"
     with pytest.raises(ValueError, match="Unknown model family 'cnn'"):
         family_task("cnn")
     with pytest.raises(TypeError, match=r"needs an nn\.Module"):
