@@ -220,12 +220,12 @@ def test_size_exponent_is_the_fit_of_gpt3_table() -> None:
     table = knowledge.GPT3_LR_BY_SIZE.value
     b = knowledge.LR_SIZE_EXPONENT.value
     # The fit passes through the table: its worst miss (GPT-3 Small) is below 40%.
-    intercept = sum(math.log(lr) - b * math.log(n) for n, lr in table) / len(table)
-    for n, lr in table:
+    intercept = sum(math.log(lr) - b * math.log(n) for n, lr, _ in table) / len(table)
+    for n, lr, _ in table:
         assert abs(math.log(lr) - (intercept + b * math.log(n))) < math.log(1.4), n
     assert -0.35 < b < -0.25
     # A fit through the two ends gives about the same slope.
-    (n0, lr0), (n1, lr1) = table[0], table[-1]
+    (n0, lr0, _), (n1, lr1, _) = table[0], table[-1]
     assert math.log(lr1 / lr0) / math.log(n1 / n0) == pytest.approx(b, abs=0.05)
 
 
@@ -254,3 +254,16 @@ def test_new_task_families_are_sourced() -> None:
             assert len(fact.reason) > 10, (task, fact)
     assert knowledge.task_info("causal_lm").schedule_extra["min_lr_ratio"].value == 0.1
     assert knowledge.task_info("diffusion").ema_decay is not None
+
+
+def test_gpt3_lr_interpolates_the_table_and_extrapolates_the_fit() -> None:
+    for n, lr, tokens in knowledge.GPT3_LR_BY_SIZE.value:
+        got_lr, got_batch = knowledge.gpt3_lr(int(n))
+        assert got_lr == pytest.approx(lr) and got_batch == pytest.approx(tokens / 2048)
+    mid, batch = knowledge.gpt3_lr(1_000_000_000)  # between 760M (2.5e-4) and 1.3B (2e-4)
+    assert 2e-4 < mid < 2.5e-4 and 256 < batch < 512
+    small, batch = knowledge.gpt3_lr(1_250_000)  # 100x below GPT-3 Small
+    assert small == pytest.approx(6e-4 * 100**-knowledge.LR_SIZE_EXPONENT.value)
+    assert batch == 256
+    with pytest.raises(ValueError, match="Invalid n_params: 0"):
+        knowledge.gpt3_lr(0)

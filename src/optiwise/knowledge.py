@@ -11,6 +11,7 @@ Optimizer facts are keyed by the registry's canonical names.  Per optimizer ther
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -176,6 +177,9 @@ class TaskInfo:
     size_anchor: Fact[int] | None = None
     """Parameter count of the model the family's reference LR was published for; the LR of
     Adam-family optimizers is moved from it with :func:`lr_for_size`."""
+    size_table: bool = False
+    """The LR by size follows GPT-3's table (:func:`gpt3_lr`, its batch included) rather than
+    the power law from ``size_anchor``."""
     batch_scaling: Fact[ScalingRule] | None = None
     """Overrides the optimizer's batch-scaling rule for this family."""
     limits: str = ""
@@ -359,24 +363,39 @@ SIMCLR_SQRT_LR: Fact[float] = _f(
     0.075, "SimCLR's square-root rule: LR = 0.075 sqrt(B) (Chen et al. 2020, App. B.1)"
 )
 
-GPT3_LR_BY_SIZE: Fact[tuple[tuple[float, float], ...]] = _f(
-    (
-        (125e6, 6.0e-4),
-        (350e6, 3.0e-4),
-        (760e6, 2.5e-4),
-        (1.3e9, 2.0e-4),
-        (2.7e9, 1.6e-4),
-        (6.7e9, 1.2e-4),
-        (13e9, 1.0e-4),
-        (175e9, 0.6e-4),
-    ),
-    "parameters and peak AdamW LR of the eight GPT-3 models (Brown et al. 2020, Table 2.1)",
+MUON_TASKS: Fact[tuple[str, ...]] = _f(
+    ("causal_lm", "language_transformer", "vision_transformer"),
+    "Muon speeds up transformer pretraining from scratch, where the hidden 2-D matrices hold "
+    "most parameters (Jordan et al. 2024 NanoGPT speedruns; Liu et al. 2025: ~2x AdamW's "
+    "compute efficiency); convolution filters stay on AdamW in optiwise's Muon, and "
+    "fine-tuning an AdamW-pretrained model with Muon loses the gain (Liu et al. 2025)",
+)
+SOAP_SPEEDUP: Fact[str] = _f(
+    "soap",
+    "SOAP needs 40% fewer iterations than AdamW on 360M-660M LM pretraining (Vyas et al. "
+    "2024) at ~3x AdamW's optimizer memory (both Kronecker factors and their eigenbases)",
 )
 
+GPT3_LR_BY_SIZE: Fact[tuple[tuple[float, float, float], ...]] = _f(
+    (
+        (125e6, 6.0e-4, 2**19),
+        (350e6, 3.0e-4, 2**19),
+        (760e6, 2.5e-4, 2**19),
+        (1.3e9, 2.0e-4, 2**20),
+        (2.7e9, 1.6e-4, 2**20),
+        (6.7e9, 1.2e-4, 2**21),
+        (13e9, 1.0e-4, 2**21),
+        (175e9, 0.6e-4, 3.2e6),
+    ),
+    "parameters, peak AdamW LR and batch in tokens of the eight GPT-3 models (Brown et al. "
+    "2020, Table 2.1; its '0.5M' tokens are 256 sequences of 2048)",
+)
+GPT3_CONTEXT: Fact[int] = _f(2048, "GPT-3's sequences are 2048 tokens long (Brown et al. 2020)")
 
-def _size_exponent(table: tuple[tuple[float, float], ...]) -> float:
-    xs = [math.log(n) for n, _ in table]
-    ys = [math.log(lr) for _, lr in table]
+
+def _size_exponent(table: tuple[tuple[float, float, float], ...]) -> float:
+    xs = [math.log(row[0]) for row in table]
+    ys = [math.log(row[1]) for row in table]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
         (x - mx) ** 2 for x in xs
@@ -396,6 +415,13 @@ LR_SIZE_RANGE: Fact[tuple[float, float]] = _f(
 )
 
 
+def _check_sizes(**values: float) -> None:
+    for label, value in values.items():
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or not value > 0 or not math.isfinite(value):
+            raise ValueError(f"Invalid {label}: {value!r} (must be a number > 0)")
+
+
 def lr_for_size(lr: float, anchor_params: int, n_params: int) -> float:
     """The Adam-family LR for a model of ``n_params`` parameters, given that ``lr`` is the
     published LR of a model of ``anchor_params`` in the same family.
@@ -403,12 +429,32 @@ def lr_for_size(lr: float, anchor_params: int, n_params: int) -> float:
     ``lr * (n_params / anchor_params) ** LR_SIZE_EXPONENT``, clipped to
     :data:`LR_SIZE_RANGE`; the exponent is fitted to GPT-3's LR-by-size table.
     """
-    for label, value in (("lr", lr), ("anchor_params", anchor_params), ("n_params", n_params)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-            raise ValueError(f"Invalid {label}: {value!r} (must be a number > 0)")
+    _check_sizes(lr=lr, anchor_params=anchor_params, n_params=n_params)
     lo, hi = LR_SIZE_RANGE.value
     scaled = lr * (n_params / anchor_params) ** LR_SIZE_EXPONENT.value
     return min(hi, max(lo, scaled))
+
+
+def gpt3_lr(n_params: int) -> tuple[float, float]:
+    """GPT-3's peak LR and batch (in sequences of 2048 tokens) for a decoder of ``n_params``.
+
+    Inside the table (125M-175B) both are interpolated linearly in log-log; outside it the
+    LR follows the fitted power law (:data:`LR_SIZE_EXPONENT`) from the nearest end, clipped
+    to :data:`LR_SIZE_RANGE`, and the batch is that end's.
+    """
+    _check_sizes(n_params=n_params)
+    table = GPT3_LR_BY_SIZE.value
+    context = GPT3_CONTEXT.value
+    if n_params <= table[0][0] or n_params >= table[-1][0]:
+        n0, lr0, tokens = table[0] if n_params <= table[0][0] else table[-1]
+        return lr_for_size(lr0, int(n0), n_params), tokens / context
+    for (n0, lr0, b0), (n1, lr1, b1) in itertools.pairwise(table):
+        if n0 <= n_params <= n1:
+            t = math.log(n_params / n0) / math.log(n1 / n0)
+            lr = math.exp((1 - t) * math.log(lr0) + t * math.log(lr1))
+            tokens = math.exp((1 - t) * math.log(b0) + t * math.log(b1))
+            return lr, tokens / context
+    raise AssertionError(n_params)  # pragma: no cover
 
 
 NAIVE_SETUPS: Mapping[str, Fact[Mapping[str, Any]]] = MappingProxyType(
@@ -504,6 +550,10 @@ _TASKS: dict[str, TaskInfo] = {
         _f("warmup_cosine", "a decaying schedule helps the final perplexity"),
         _f(0.0, "LSTMs with Adam rarely need warmup"),
         _f(1.0, "exploding gradients through time need global-norm clipping (Pascanu 2013)"),
+        size_anchor=_f(876_929, "the 877k-parameter char LSTM whose Adam LR was measured"),
+        limits="the LR is measured on one char-level LSTM and moved to other sizes by GPT-3's "
+        "size exponent; word-level LSTMs with large softmaxes and AWD-LSTM's SGD/ASGD recipe "
+        "(Merity et al. 2018) are not covered",
     ),
     "rl_policy": TaskInfo(
         "rl_policy",
@@ -549,6 +599,7 @@ _TASKS: dict[str, TaskInfo] = {
             "min_lr_ratio": _f(0.1, "the cosine ends at 10% of the peak LR (GPT-3 App. B; LLaMA)"),
         },
         size_anchor=_f(125_000_000, "GPT-3 Small (125M parameters) pretrains at 6e-4"),
+        size_table=True,
         limits="the LR follows GPT-3's LR-by-size table, tuned for runs of ~300B tokens at "
         "0.5M-3M tokens per batch; much shorter runs tolerate higher LRs (optiwise.tune finds "
         "them), and a pretrained decoder is fine-tuned, not pretrained (pretrained=True)",
@@ -840,9 +891,15 @@ _NO_WD_ADAM = _f(
 )
 
 _RNN_BATCH = _f(
-    64,
-    "LSTM language models with Adam at 1e-3 train on batches of ~32-128 sequences; the LR "
-    "is quoted for the middle of that range",
+    32,
+    "the batch of the optiwise benchmark's shakespeare-char-lstm sweep, where the recurrent "
+    "LR was measured",
+)
+_RNN_LR = _f(
+    5e-3,
+    "measured: a 2-layer LSTM of 877k parameters (optiwise's shakespeare-char-lstm, batch 32, "
+    "1000 AdamW steps) ends at 2.69/2.36/2.26/2.50 bits per char at LR 1e-3/3e-3/6e-3/1.2e-2, "
+    "best near 5e-3; other sizes follow lr_for_size",
 )
 
 _SGD_GENERAL = Setting(
@@ -1002,7 +1059,7 @@ _add(
                 reference_batch=_f(256, "typical mini-batch for the general default"),
             ),
             "rnn": Setting(
-                hparams={"lr": _f(1e-3, "LSTM LMs: Adam 1e-3 with clipping")},
+                hparams={"lr": _RNN_LR},
                 reference_batch=_RNN_BATCH,
             ),
             "rl_policy": Setting(
@@ -1098,7 +1155,7 @@ _add(
                 reference_batch=_f(32, "BERT fine-tuning batch"),
             ),
             "rnn": Setting(
-                hparams={"lr": _f(1e-3, "LSTM LMs train at 1e-3 with clipping")},
+                hparams={"lr": _RNN_LR},
                 reference_batch=_RNN_BATCH,
             ),
             "rl_policy": Setting(
@@ -1159,7 +1216,7 @@ _add(
                     "lr": _f(
                         6e-4,
                         "GPT-3 Small (125M): 6e-4 at 0.5M tokens per batch (Brown et al. 2020, "
-                        "Table 2.1); other sizes follow lr_for_size",
+                        "Table 2.1); other sizes follow gpt3_lr",
                     ),
                     "betas": _f(
                         (0.9, 0.95),

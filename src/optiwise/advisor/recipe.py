@@ -478,7 +478,9 @@ def recommend(
     pretrained:
         Fine-tuning from pretrained weights.
     priority:
-        ``"final_quality"``, ``"fast_convergence"`` or ``"low_memory"``.
+        ``"final_quality"``, ``"fast_convergence"`` (Muon, or SOAP within a memory budget, for
+        transformer pretraining), ``"low_memory"`` or ``"no_tuning"`` (Prodigy: no LR to
+        tune).
     memory_budget_gb:
         GiB available for fp32 weights, gradients and optimizer state (activations excluded).
     world_size:

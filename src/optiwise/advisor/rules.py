@@ -37,7 +37,7 @@ __all__ = [
     "warmup_steps",
 ]
 
-PRIORITIES: tuple[str, ...] = ("final_quality", "fast_convergence", "low_memory")
+PRIORITIES: tuple[str, ...] = ("final_quality", "fast_convergence", "low_memory", "no_tuning")
 _TRANSFORMER_TASKS = ("language_transformer", "vision_transformer")
 # Pretraining recipes tuned at large batches: a small batch accumulates to them.
 _PRETRAIN_TASKS = ("language_transformer", "vision_transformer", "causal_lm")
@@ -396,24 +396,53 @@ def _sized(setup: Setup, draft: Draft) -> bool:
     )
 
 
+def _table_factor(setup: Setup, draft: Draft) -> float:
+    """GPT-3's LR at this size over its LR at the anchor, with the batch of the table at
+    this size (the recipe's LR was scaled from the anchor's batch)."""
+    info = knowledge.task_info(draft["task"])
+    assert info.size_anchor is not None
+    n = _n_params(setup)
+    assert n is not None
+    lr_n, batch_n = knowledge.gpt3_lr(n)
+    lr_a, batch_a = knowledge.gpt3_lr(info.size_anchor.value)
+    scaling = info.batch_scaling or _info(draft["optimizer"]).batch_scaling
+    return (lr_n / lr_a) * (knowledge.scale_lr(1.0, round(batch_a), round(batch_n), scaling.value))
+
+
 def _size_lr(setup: Setup, draft: Draft) -> dict[str, Any]:
-    anchor = knowledge.task_info(draft["task"]).size_anchor
+    info = knowledge.task_info(draft["task"])
+    anchor = info.size_anchor
     n = _n_params(setup)
     assert anchor is not None and n is not None
     lr = float(draft["optimizer.lr"])
+    if info.size_table:
+        lo, hi = knowledge.LR_SIZE_RANGE.value
+        return {"optimizer.lr": min(hi, max(lo, lr * _table_factor(setup, draft)))}
     return {"optimizer.lr": knowledge.lr_for_size(lr, anchor.value, n)}
 
 
 def _size_reason(setup: Setup, draft: Draft) -> str:
-    anchor = knowledge.task_info(draft["task"]).size_anchor
+    info = knowledge.task_info(draft["task"])
+    anchor = info.size_anchor
     n = _n_params(setup)
     assert anchor is not None and n is not None
     b = knowledge.LR_SIZE_EXPONENT
     lo, hi = knowledge.LR_SIZE_RANGE.value
-    return (
+    start = (
         f"{draft['optimizer.lr']:.3g} ({draft.choice('optimizer.lr').reason}) is the LR of a "
-        f"{anchor.value:,}-parameter model ({anchor.reason}); this one has {n:,}, so x "
-        f"({n:,} / {anchor.value:,})^{b.value:g} ({b.reason}), kept within [{lo:g}, {hi:g}]"
+        f"{anchor.value:,}-parameter model ({anchor.reason}); this one has {n:,}"
+    )
+    if info.size_table:
+        lr_n, batch_n = knowledge.gpt3_lr(n)
+        return (
+            f"{start}: GPT-3's table gives {lr_n:.3g} at {batch_n:.0f} sequences per batch at "
+            f"this size ({knowledge.GPT3_LR_BY_SIZE.reason}; interpolated in log-log, "
+            f"extrapolated as N^{b.value:g} outside 125M-175B), moved to this batch, kept "
+            f"within [{lo:g}, {hi:g}]"
+        )
+    return (
+        f"{start}, so x ({n:,} / {anchor.value:,})^{b.value:g} ({b.reason}), kept within "
+        f"[{lo:g}, {hi:g}]"
     )
 
 
@@ -558,6 +587,47 @@ RULES: tuple[Rule, ...] = (
         f"{_K}.OPTIMIZERS[...].state_bytes",
     ),
     Rule(
+        "fast-pretraining-muon",
+        lambda s, d: (
+            s.priority == "fast_convergence"
+            and not s.pretrained
+            and d["task"] in knowledge.MUON_TASKS.value
+            and d["optimizer"] == "adamw"
+        ),
+        lambda s, d: {"optimizer": Fact("muon", knowledge.MUON_TASKS.reason)},
+        lambda s, d: (
+            f"priority is fast convergence on {d['task']} from scratch: "
+            f"{_info('muon').best_for.reason}"
+        ),
+        f"{_K}.MUON_TASKS; {_K}.OPTIMIZERS['muon']",
+    ),
+    Rule(
+        "fast-pretraining-soap",
+        lambda s, d: (
+            s.priority == "fast_convergence"
+            and not s.pretrained
+            and d["task"] in ("causal_lm", "language_transformer")
+            and d["optimizer"] == "muon"
+            and s.memory_budget_gb is not None
+            and _n_params(s) is not None
+            and memory_bytes(_n_params(s) or 0, "soap") <= _budget(s)
+        ),
+        lambda s, d: {"optimizer": knowledge.SOAP_SPEEDUP},
+        lambda s, d: (
+            f"language-model pretraining for fast convergence, and SOAP's "
+            f"{_gib(memory_bytes(_n_params(s) or 0, 'soap'))} fits the "
+            f"{s.memory_budget_gb:g} GiB budget"
+        ),
+        f"{_K}.SOAP_SPEEDUP; {_K}.OPTIMIZERS['soap']",
+    ),
+    Rule(
+        "no-tuning-prodigy",
+        lambda s, d: s.priority == "no_tuning" and d["optimizer"] in _ADAM_LIKE,
+        lambda s, d: {"optimizer": Fact("prodigy", _info("prodigy").best_for.reason)},
+        "priority is no LR tuning: Prodigy estimates its own step size",
+        f"{_K}.OPTIMIZERS['prodigy']",
+    ),
+    Rule(
         "sparse-embeddings",
         _has_sparse_tables,
         lambda s, d: {
@@ -577,6 +647,13 @@ RULES: tuple[Rule, ...] = (
         _hparams,
         lambda s, d: f"{_info(d['optimizer']).display} for {d['task']}",
         f"{_K}.defaults",
+    ),
+    Rule(
+        "prodigy-safeguard-warmup",
+        lambda s, d: d["optimizer"] == "prodigy",
+        lambda s, d: {"optimizer.safeguard_warmup": True},
+        lambda s, d: _info("prodigy").warmup.reason,
+        f"{_K}.OPTIMIZERS['prodigy'].warmup",
     ),
     Rule(
         "lr-by-model-size",

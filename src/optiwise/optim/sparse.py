@@ -86,7 +86,7 @@ class SparseAdamAdamW(MultiOptimizer):
         children: dict[str, Optimizer] = {}
         if sparse_groups:
             for g in sparse_groups:
-                g.pop("weight_decay", None)  # SparseAdam has none
+                g["weight_decay"] = 0.0  # SparseAdam has none: say so in the group
             children["sparse_adam"] = torch.optim.SparseAdam(
                 sparse_groups, lr=lr, betas=betas, eps=eps
             )
