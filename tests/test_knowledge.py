@@ -267,3 +267,18 @@ def test_gpt3_lr_interpolates_the_table_and_extrapolates_the_fit() -> None:
     assert batch == 256
     with pytest.raises(ValueError, match="Invalid n_params: 0"):
         knowledge.gpt3_lr(0)
+
+
+def test_roberta_lr_follows_its_batch_table() -> None:
+    for batch, lr in knowledge.ROBERTA_LR_BY_BATCH.value:
+        assert knowledge.roberta_lr(batch) == pytest.approx(lr)
+    assert 7e-4 < knowledge.roberta_lr(4096) < 1e-3
+    assert knowledge.roberta_lr(64) == pytest.approx(1e-4 / 2)  # sqrt rule below 256
+    assert knowledge.roberta_lr(65536) == 1e-3
+    with pytest.raises(ValueError, match="Invalid batch size: 0"):
+        knowledge.roberta_lr(0)
+
+
+def test_every_task_family_says_when_its_recipe_does_not_fit() -> None:
+    described = [t for t in knowledge.TASKS if knowledge.task_info(t).limits]
+    assert {"general", "causal_lm", "translation", "diffusion", "detection"} <= set(described)

@@ -344,6 +344,32 @@ ENCODER_LARGE_BATCH: Fact[int] = _f(
     "RoBERTa pretrains at 2k-8k sequences per step with beta2 0.98, BERT at 256 with 0.999 "
     "(Liu et al. 2019)",
 )
+ROBERTA_LR_BY_BATCH: Fact[tuple[tuple[int, float], ...]] = _f(
+    ((256, 1e-4), (2048, 7e-4), (8192, 1e-3)),
+    "batch (sequences) and tuned peak LR of BERT-base-size encoders: 1e-4 at 256, 7e-4 at 2k, "
+    "1e-3 at 8k (Liu et al. 2019, RoBERTa, Table 3); the LR grows about linearly to 2k, not "
+    "with the square root",
+)
+
+
+def roberta_lr(batch_size: int) -> float:
+    """The peak LR of a BERT-base-size encoder at ``batch_size`` sequences per step, from
+    RoBERTa's batch-size table (interpolated in log-log; the square-root rule below 256,
+    the 8k value above 8k)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"Invalid batch size: {batch_size!r} (must be a positive integer)")
+    table = ROBERTA_LR_BY_BATCH.value
+    if batch_size <= table[0][0]:
+        return scale_lr(table[0][1], batch_size, table[0][0], "sqrt")
+    if batch_size >= table[-1][0]:
+        return table[-1][1]
+    for (b0, lr0), (b1, lr1) in itertools.pairwise(table):
+        if b0 <= batch_size <= b1:
+            t = math.log(batch_size / b0) / math.log(b1 / b0)
+            return math.exp((1 - t) * math.log(lr0) + t * math.log(lr1))
+    raise AssertionError(batch_size)  # pragma: no cover
+
+
 ADAPTER_MAX_SHARE: Fact[float] = _f(
     0.1,
     "a model trains adapters when at most ~10% of its parameters are trainable and most of "
@@ -487,6 +513,8 @@ _TASKS: dict[str, TaskInfo] = {
         _f("warmup_cosine", "warmup + cosine to a small floor is a robust default"),
         _f(0.05, "a short warmup costs little and protects adaptive optimizers"),
         _f(None, "no clipping unless the model is recurrent or a transformer"),
+        limits="no task family matched: these are forgiving AdamW defaults, not a published "
+        "recipe; give task= (any word of knowledge.TASK_SYNONYMS) or family= when you know it",
     ),
     "vision_cnn": TaskInfo(
         "vision_cnn",
@@ -507,6 +535,9 @@ _TASKS: dict[str, TaskInfo] = {
             "torchvision's recipes): cheap at batch 256, necessary above ~1k (Goyal et al. 2017)",
         ),
         _f(None, "BatchNorm CNNs train stably without clipping"),
+        limits="tuned for image classification from scratch with BatchNorm at batch ~256; "
+        "detection and segmentation have their own recipes (task='detection', "
+        "'segmentation'), contrastive pretraining too (task='simclr')",
     ),
     "vision_transformer": TaskInfo(
         "vision_transformer",
@@ -578,6 +609,8 @@ _TASKS: dict[str, TaskInfo] = {
         _f("warmup_cosine", "a decaying schedule improves the final loss"),
         _f(0.0, "small MLPs train stably without warmup"),
         _f(None, "small MLPs rarely need clipping"),
+        limits="an MLP of an RL agent takes task='rl' and a recommender's towers "
+        "task='recommendation'; this recipe is for supervised tabular data",
     ),
     "causal_lm": TaskInfo(
         "causal_lm",

@@ -656,6 +656,21 @@ RULES: tuple[Rule, ...] = (
         f"{_K}.OPTIMIZERS['prodigy'].warmup",
     ),
     Rule(
+        "encoder-lr-by-batch",
+        lambda s, d: (
+            d["task"] == "language_transformer"
+            and d["optimizer"] in ("adamw", "adamw8bit")
+            and effective_batch(s, d) > knowledge.ROBERTA_LR_BY_BATCH.value[0][0]
+        ),
+        lambda s, d: {
+            "optimizer.lr": Fact(
+                knowledge.roberta_lr(effective_batch(s, d)), knowledge.ROBERTA_LR_BY_BATCH.reason
+            )
+        },
+        lambda s, d: f"an encoder pretrained at batch {effective_batch(s, d)}",
+        f"{_K}.ROBERTA_LR_BY_BATCH; Liu et al. 2019 (RoBERTa)",
+    ),
+    Rule(
         "lr-by-model-size",
         _sized,
         _size_lr,
