@@ -633,6 +633,11 @@ _TASKS: dict[str, TaskInfo] = {
         },
         size_anchor=_f(125_000_000, "GPT-3 Small (125M parameters) pretrains at 6e-4"),
         size_table=True,
+        batch_scaling=_f(
+            "none",
+            "decoder LM recipes set the LR by model size and keep it across 0.5M-4M-token "
+            "batches: Pythia trains at GPT-3's LRs with 2M-token batches (Biderman et al. 2023)",
+        ),
         limits="the LR follows GPT-3's LR-by-size table, tuned for runs of ~300B tokens at "
         "0.5M-3M tokens per batch; much shorter runs tolerate higher LRs (optiwise.tune finds "
         "them), and a pretrained decoder is fine-tuned, not pretrained (pretrained=True)",

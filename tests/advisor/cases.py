@@ -113,6 +113,18 @@ PUBLISHED.update(
             models.TinyGPT,
             dict(task="LLM", n_params=6_700_000_000, batch_size=1024, total_steps=143_000),
         ),
+        "pythia_160m": (
+            models.TinyGPT,
+            dict(task="gpt", n_params=162_000_000, batch_size=1024, total_steps=143_000),
+        ),
+        "pythia_1b4": (
+            models.TinyGPT,
+            dict(task="causal_lm", n_params=1_400_000_000, batch_size=1024, total_steps=143_000),
+        ),
+        "llama_7b": (
+            models.TinyGPT,
+            dict(task="llm", n_params=6_700_000_000, batch_size=2048, total_steps=250_000),
+        ),
         "roberta_base_b2k": (
             models.TinyBert,
             dict(
@@ -233,6 +245,23 @@ CHECKS: tuple[Check, ...] = (
     Check("gpt3_6b7_by_task_word", "hparams.lr", 1.2e-4, GPT3 + ": 6.7B at 2M tokens"),
     Check("gpt3_6b7_by_task_word", "hparams.betas", (0.9, 0.95), GPT3),
     Check("gpt3_6b7_by_task_word", "hparams.weight_decay", 0.1, GPT3),
+    Check("pythia_160m", "hparams.lr", 6e-4, "Biderman et al. 2023 (Pythia), 160M", rel=0.2),
+    Check("pythia_160m", "hparams.betas", (0.9, 0.95), "Biderman et al. 2023 (Pythia)"),
+    Check("pythia_160m", "clip_norm", 1.0, "Biderman et al. 2023 (Pythia)"),
+    Check("pythia_160m", "warmup_steps", 1_430, "Biderman et al. 2023 (Pythia): 1% warmup"),
+    Check("pythia_1b4", "hparams.lr", 2e-4, "Biderman et al. 2023 (Pythia), 1.4B", rel=0.2),
+    Check("llama_7b", "hparams.betas", (0.9, 0.95), "Touvron et al. 2023 (LLaMA)"),
+    Check("llama_7b", "hparams.weight_decay", 0.1, "Touvron et al. 2023 (LLaMA)"),
+    Check("llama_7b", "warmup_steps", 2_000, "Touvron et al. 2023 (LLaMA)"),
+    Check("llama_7b", "schedule_hparams.min_lr_ratio", 0.1, "Touvron et al. 2023 (LLaMA)"),
+    Check(
+        "llama_7b",
+        "hparams.lr",
+        3e-4,
+        "Touvron et al. 2023 (LLaMA): 3e-4 for 6.7B at 4M tokens",
+        rel=0.3,
+        known_miss="GPT-3's table gives 1.2e-4 at 6.7B; LLaMA trained 2.5x higher",
+    ),
     # ---- encoder pretraining at large batch ----
     Check("roberta_base_b2k", "hparams.betas", (0.9, 0.98), "Liu et al. 2019 (RoBERTa) 3.1"),
     Check("roberta_base_b2k", "hparams.weight_decay", 0.01, "Liu et al. 2019 (RoBERTa)"),

@@ -434,11 +434,17 @@ def _size_reason(setup: Setup, draft: Draft) -> str:
     )
     if info.size_table:
         lr_n, batch_n = knowledge.gpt3_lr(n)
+        scaling = info.batch_scaling or _info(draft["optimizer"]).batch_scaling
+        moved = (
+            f"kept at this batch ({scaling.reason})"
+            if scaling.value == "none"
+            else f"moved to this batch by the {scaling.value} rule"
+        )
         return (
             f"{start}: GPT-3's table gives {lr_n:.3g} at {batch_n:.0f} sequences per batch at "
             f"this size ({knowledge.GPT3_LR_BY_SIZE.reason}; interpolated in log-log, "
-            f"extrapolated as N^{b.value:g} outside 125M-175B), moved to this batch, kept "
-            f"within [{lo:g}, {hi:g}]"
+            f"extrapolated as N^{b.value:g} outside 125M-175B), {moved}, kept within "
+            f"[{lo:g}, {hi:g}]"
         )
     return (
         f"{start}, so x ({n:,} / {anchor.value:,})^{b.value:g} ({b.reason}), kept within "
