@@ -1329,7 +1329,9 @@ _add(
                         "decay it is weaker, so raise it if the model overfits)",
                     ),
                 },
-                lr_range=_f((1e-3, 5e-2), "GNN LRs reported between 1e-3 and 1e-2"),
+                lr_range=_f(
+                    (1e-3, 1e-2), "GNN LRs reported between 1e-3 and 1e-2 (GCN 1e-2, GAT 5e-3)"
+                ),
                 reference_batch=_f(1, "GCN/GAT take one full-graph step per epoch"),
             ),
             "speech": Setting(
