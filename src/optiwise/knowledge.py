@@ -762,8 +762,9 @@ _TASKS: dict[str, TaskInfo] = {
         _f(0.08, "wav2vec 2.0 BASE warms up over 32k of 400k updates (Baevski et al. 2020)"),
         _f(5.0, "ESPnet2's trainer clips the global norm at 5 by default (Watanabe et al.)"),
         size_anchor=_f(95_000_000, "wav2vec 2.0 BASE has 95M parameters (Baevski et al. 2020)"),
-        limits="fine-tuning a pretrained wav2vec 2.0 uses a tri-stage schedule (10% warmup, "
-        "40% hold, 50% decay) and LRs near 5e-5 (Baevski et al. 2020): pass pretrained=True",
+        limits="this is pretraining from scratch; wav2vec 2.0 is fine-tuned with a tri-stage "
+        "schedule (10% warmup, 40% hold, 50% decay) at ~5e-5 (Baevski et al. 2020), which "
+        "pretrained=True (the general fine-tuning recipe) does not reproduce",
     ),
     "detection": TaskInfo(
         "detection",
@@ -937,7 +938,7 @@ _RNN_LR = _f(
     5e-3,
     "measured: a 2-layer LSTM of 877k parameters (optiwise's shakespeare-char-lstm, batch 32, "
     "1000 AdamW steps) ends at 2.69/2.36/2.26/2.50 bits per char at LR 1e-3/3e-3/6e-3/1.2e-2, "
-    "best near 5e-3; other sizes follow lr_for_size",
+    "best near 5e-3 (benchmarks/advisor_lr_sweep.py); other sizes follow lr_for_size",
 )
 
 _SGD_GENERAL = Setting(
