@@ -117,3 +117,14 @@ def test_local_function_returning_an_optimizer_and_annotations() -> None:
         ("OW501", 8, 5),
         ("OW305", 10, 5),
     ]
+
+
+def test_lr_range_accepts_the_task_words_create_optimizer_accepts() -> None:
+    src = (
+        "import optiwise\n"
+        "a = optiwise.create_optimizer('adam', m, lr=1e-2, task='PPO')\n"
+        "b = optiwise.create_optimizer('adam', m, lr=1e-2, task='not-a-task')\n"
+    )
+    hi = knowledge.lr_range("adam", "rl_policy").value[1]
+    assert hi * knowledge.LR_OUT_OF_RANGE_FACTOR.value < 1e-2
+    assert [(f.code, f.line) for f in lint_source(src)] == [("OW201", 2)]
