@@ -307,3 +307,225 @@ class PPOPolicy(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body(x)
         return self.policy(h), self.value(h)
+
+
+# --------------------------------------------------------------------------------------------
+# The families of today's workloads; each has demo_loss(), a loss on a random input, so a
+# recipe built for it can take a step.
+# --------------------------------------------------------------------------------------------
+
+
+class TinyUNet(nn.Module):
+    """DDPM-style denoiser: GroupNorm conv blocks, a self-attention block at the bottom, a
+    transposed-conv up-sampling and a time embedding."""
+
+    def __init__(self, ch: int = 16) -> None:
+        super().__init__()
+        self.inp = nn.Conv2d(3, ch, 3, padding=1)
+        self.down = nn.Sequential(
+            nn.GroupNorm(4, ch), nn.SiLU(), nn.Conv2d(ch, 2 * ch, 3, stride=2, padding=1)
+        )
+        self.time = nn.Sequential(nn.Linear(1, 2 * ch), nn.SiLU(), nn.Linear(2 * ch, 2 * ch))
+        self.mid_norm = nn.GroupNorm(4, 2 * ch)
+        self.attn = nn.MultiheadAttention(2 * ch, 2, batch_first=True)
+        self.up = nn.ConvTranspose2d(2 * ch, ch, 4, stride=2, padding=1)
+        self.out = nn.Sequential(nn.GroupNorm(4, ch), nn.SiLU(), nn.Conv2d(ch, 3, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        h = self.down(self.inp(x)) + self.time(t[:, None])[:, :, None, None]
+        b, c, hh, ww = h.shape
+        s = self.mid_norm(h).flatten(2).transpose(1, 2)
+        h = h + self.attn(s, s, s, need_weights=False)[0].transpose(1, 2).reshape(b, c, hh, ww)
+        return self.out(self.up(h))
+
+    def demo_loss(self) -> torch.Tensor:
+        x = torch.randn(2, 3, 8, 8)
+        return (self(x, torch.rand(2)) - x).pow(2).mean()
+
+
+class TinyDLRM(nn.Module):
+    """DLRM-style recommender: sparse EmbeddingBag tables (sparse=True) and dense towers."""
+
+    def __init__(self, rows: int = 1000, dim: int = 16, dense: int = 4) -> None:
+        super().__init__()
+        self.tables = nn.ModuleList(
+            nn.EmbeddingBag(rows, dim, mode="sum", sparse=True) for _ in range(2)
+        )
+        self.bottom = nn.Sequential(nn.Linear(dense, dim), nn.ReLU())
+        self.top = nn.Sequential(nn.Linear(3 * dim, 16), nn.ReLU(), nn.Linear(16, 1))
+
+    def forward(self, dense: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        parts = [self.bottom(dense), *(t(ids[:, i]) for i, t in enumerate(self.tables))]
+        return self.top(torch.cat(parts, dim=1)).squeeze(1)
+
+    def demo_loss(self) -> torch.Tensor:
+        ids = torch.randint(0, self.tables[0].num_embeddings, (8, 2, 3))
+        logits = self(torch.randn(8, 4), ids)
+        return F.binary_cross_entropy_with_logits(logits, torch.ones(8))
+
+
+class GCNLayer(nn.Module):
+    """A graph convolution: transform node features, sum them over incoming edges."""
+
+    def __init__(self, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(d_in, d_out)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x)
+        return torch.zeros_like(h).index_add_(0, edge_index[1], h[edge_index[0]]) + h
+
+
+class TinyGCN(nn.Module):
+    """Two-layer GCN for node classification (Kipf & Welling 2017)."""
+
+    def __init__(self, d_in: int = 16, hidden: int = 16, classes: int = 4) -> None:
+        super().__init__()
+        self.conv1 = GCNLayer(d_in, hidden)
+        self.conv2 = GCNLayer(hidden, classes)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        return self.conv2(F.relu(self.conv1(x, edge_index)), edge_index)
+
+    def demo_loss(self) -> torch.Tensor:
+        x, edges = torch.randn(10, 16), torch.randint(0, 10, (2, 30))
+        return F.cross_entropy(self(x, edges), torch.randint(0, 4, (10,)))
+
+
+class LoRALinear(nn.Module):
+    """A frozen linear layer plus a trainable low-rank update B A (B starts at zero)."""
+
+    def __init__(self, d_in: int, d_out: int, rank: int = 4) -> None:
+        super().__init__()
+        self.base = nn.Linear(d_in, d_out).requires_grad_(False)
+        self.lora_A = nn.Linear(d_in, rank, bias=False)
+        self.lora_B = nn.Linear(rank, d_out, bias=False)
+        nn.init.zeros_(self.lora_B.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.lora_B(self.lora_A(x))
+
+
+class TinyLoRAModel(nn.Module):
+    """A frozen embedding and head around two LoRA-adapted linear blocks."""
+
+    def __init__(self, vocab: int = 50, dim: int = 128) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim).requires_grad_(False)
+        self.blocks = nn.ModuleList(LoRALinear(dim, dim) for _ in range(2))
+        self.head = nn.Linear(dim, vocab).requires_grad_(False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.emb(idx)
+        for blk in self.blocks:
+            x = x + F.gelu(blk(x))
+        return self.head(x)
+
+    def demo_loss(self) -> torch.Tensor:
+        idx = torch.randint(0, 50, (2, 8))
+        return F.cross_entropy(self(idx).flatten(0, 1), idx.flatten())
+
+
+class TinySpeech(nn.Module):
+    """wav2vec 2.0-style: a strided Conv1d feature encoder, a transformer encoder, a CTC head."""
+
+    def __init__(self, dim: int = 32, vocab: int = 30) -> None:
+        super().__init__()
+        self.frontend = nn.Sequential(
+            nn.Conv1d(1, dim, 10, stride=5), nn.GELU(), nn.Conv1d(dim, dim, 3, stride=2), nn.GELU()
+        )
+        layer = nn.TransformerEncoderLayer(dim, 4, 4 * dim, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.frontend(wav[:, None]).transpose(1, 2)))
+
+    def demo_loss(self) -> torch.Tensor:
+        logits = self(torch.randn(2, 400))
+        return F.cross_entropy(
+            logits.flatten(0, 1), torch.randint(0, 30, (logits.shape[0] * logits.shape[1],))
+        )
+
+
+class TinySeq2Seq(nn.Module):
+    """Transformer for translation: source/target embeddings, nn.Transformer, output layer."""
+
+    def __init__(self, vocab: int = 40, dim: int = 32) -> None:
+        super().__init__()
+        self.src_emb = nn.Embedding(vocab, dim)
+        self.tgt_emb = nn.Embedding(vocab, dim)
+        self.transformer = nn.Transformer(dim, 4, 2, 2, 64, batch_first=True)
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        mask = nn.Transformer.generate_square_subsequent_mask(tgt.shape[1])
+        h = self.transformer(self.src_emb(src), self.tgt_emb(tgt), tgt_mask=mask)
+        return self.head(h)
+
+    def demo_loss(self) -> torch.Tensor:
+        src, tgt = torch.randint(0, 40, (2, 7)), torch.randint(0, 40, (2, 6))
+        return F.cross_entropy(self(src, tgt).flatten(0, 1), tgt.flatten())
+
+
+class TinyDETR(nn.Module):
+    """DETR-style detector: a BatchNorm conv backbone, a transformer decoder over learned
+    object queries, class and box heads."""
+
+    def __init__(self, dim: int = 32, queries: int = 5, classes: int = 3) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(
+            nn.Conv2d(3, dim, 3, stride=2, padding=1), nn.BatchNorm2d(dim), nn.ReLU()
+        )
+        self.queries = nn.Embedding(queries, dim)
+        layer = nn.TransformerDecoderLayer(dim, 4, 2 * dim, batch_first=True)
+        self.decoder = nn.TransformerDecoder(layer, 2)
+        self.cls = nn.Linear(dim, classes + 1)
+        self.box = nn.Linear(dim, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        memory = self.backbone(x).flatten(2).transpose(1, 2)
+        q = self.queries.weight[None].expand(x.shape[0], -1, -1)
+        h = self.decoder(q, memory)
+        return self.cls(h), self.box(h).sigmoid()
+
+    def demo_loss(self) -> torch.Tensor:
+        logits, boxes = self(torch.randn(2, 3, 16, 16))
+        return F.cross_entropy(logits.flatten(0, 1), torch.zeros(10, dtype=torch.long)) + (
+            boxes.mean()
+        )
+
+
+class CharGRU(nn.Module):
+    """A character GRU language model of ~200k parameters."""
+
+    def __init__(self, vocab: int = 65, dim: int = 64, hidden: int = 192) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim)
+        self.rnn = nn.GRU(dim, hidden, num_layers=1, batch_first=True)
+        self.head = nn.Linear(hidden, vocab)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(self.emb(idx))[0])
+
+    def demo_loss(self) -> torch.Tensor:
+        idx = torch.randint(0, 65, (2, 12))
+        return F.cross_entropy(self(idx).flatten(0, 1), idx.flatten())
+
+
+class SimCLRNet(nn.Module):
+    """A ResNet-style encoder with SimCLR's 2-layer projection head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = TinyResNet(channels=3)
+        self.encoder.fc = nn.Identity()  # type: ignore[assignment]
+        self.projection = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projection(self.encoder(x)), dim=1)
+
+    def demo_loss(self) -> torch.Tensor:
+        z = self(torch.randn(4, 3, 16, 16))
+        sim = z @ z.T / 0.5
+        return F.cross_entropy(sim - 1e9 * torch.eye(4), torch.tensor([1, 0, 3, 2]))

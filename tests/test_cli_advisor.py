@@ -88,6 +88,24 @@ def test_recommend_task_and_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert data["amp"] == "bf16"
 
 
+def test_recommend_takes_task_words_and_names_close_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["recommend", "--model", "tests.models:PPOPolicy", "--task", "Reinforcement-Learning"]
+    argv += ["--batch-size", "64", "--total-steps", "1000", "--format", "json"]
+    data = json.loads(run(argv, capsys)[1])
+    assert data["task"] == "rl_policy" and data["optimizer"]["hparams"]["lr"] == 3e-4
+    argv = ["recommend", "--family", "causal_transformer", "--params", "125000000"]
+    argv += ["--batch-size", "256", "--total-steps", "600000", "--format", "json"]
+    data = json.loads(run(argv, capsys)[1])
+    assert data["optimizer"]["hparams"]["betas"] == [0.9, 0.95]
+    assert data["schedule"]["hparams"]["min_lr_ratio"] == 0.1
+    with pytest.raises(SystemExit) as exc:
+        main(["recommend", "--task", "seq2sq", "--batch-size", "8", "--total-steps", "10"])
+    assert exc.value.code == 2
+    assert "did you mean 'seq2seq' (translation)" in capsys.readouterr().err
+
+
 def test_recommend_imports_a_factory_from_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -164,3 +164,121 @@ def test_torch_optimizers_with_requirements_say_so() -> None:
     assert needs == {"lbfgs": "closure", "sparse_adam": "sparse_gradients"}
     assert knowledge.get_info("muon_2d").extra["requires"].value == "2d_params"
     assert "step(closure)" in knowledge.get_info("lbfgs").best_for.value
+
+
+@pytest.mark.parametrize(
+    "word, task",
+    [
+        ("reinforcement_learning", "rl_policy"),
+        ("PPO", "rl_policy"),
+        ("Reinforcement-Learning", "rl_policy"),
+        ("translation", "translation"),
+        ("seq2seq", "translation"),
+        ("machine translation", "translation"),
+        ("LLM", "causal_lm"),
+        ("language_modeling", "causal_lm"),
+        ("pretraining", "causal_lm"),
+        ("causal-lm", "causal_lm"),
+        ("bert", "language_transformer"),
+        ("masked_lm", "language_transformer"),
+        ("lora", "adapter_fine_tuning"),
+        ("peft", "adapter_fine_tuning"),
+        ("finetune", "fine_tuning"),
+        ("generative", "diffusion"),
+        ("object-detection", "detection"),
+        ("segmentation", "segmentation"),
+        ("self_supervised", "contrastive"),
+        ("SimCLR", "contrastive"),
+        ("ctr", "recommendation"),
+        ("gnn", "graph"),
+        ("ASR", "speech"),
+        ("tabular", "tabular_mlp"),
+    ],
+)
+def test_task_words_people_use(word: str, task: str) -> None:
+    assert knowledge.check_task(word) == task
+
+
+def test_every_task_names_itself_and_synonyms_name_real_tasks() -> None:
+    for task in knowledge.TASKS:
+        assert knowledge.check_task(task) == task
+        assert knowledge.check_task(task.upper().replace("_", "-")) == task
+    assert set(knowledge.TASK_SYNONYMS.values()) == set(knowledge.TASKS)
+
+
+def test_unknown_task_word_names_the_closest_and_the_families() -> None:
+    with pytest.raises(ValueError, match=r"'translaton'.*did you mean 'translation'") as err:
+        knowledge.check_task("translaton")
+    assert "known task families: " in str(err.value) and "causal_lm" in str(err.value)
+    with pytest.raises(ValueError, match=r"Unknown task family 'chess'; known task families"):
+        knowledge.check_task("chess")
+    with pytest.raises(ValueError, match="Invalid task: 3"):
+        knowledge.check_task(3)  # type: ignore[arg-type]
+
+
+def test_size_exponent_is_the_fit_of_gpt3_table() -> None:
+    table = knowledge.GPT3_LR_BY_SIZE.value
+    b = knowledge.LR_SIZE_EXPONENT.value
+    # The fit passes through the table: its worst miss (GPT-3 Small) is below 40%.
+    intercept = sum(math.log(lr) - b * math.log(n) for n, lr, _ in table) / len(table)
+    for n, lr, _ in table:
+        assert abs(math.log(lr) - (intercept + b * math.log(n))) < math.log(1.4), n
+    assert -0.35 < b < -0.25
+    # A fit through the two ends gives about the same slope.
+    (n0, lr0, _), (n1, lr1, _) = table[0], table[-1]
+    assert math.log(lr1 / lr0) / math.log(n1 / n0) == pytest.approx(b, abs=0.05)
+
+
+def test_lr_for_size() -> None:
+    b = knowledge.LR_SIZE_EXPONENT.value
+    assert knowledge.lr_for_size(6e-4, 125_000_000, 125_000_000) == pytest.approx(6e-4)
+    assert knowledge.lr_for_size(6e-4, 125_000_000, 1_250_000_000) == pytest.approx(6e-4 * 10**b)
+    seven_b = knowledge.lr_for_size(6e-4, 125_000_000, 6_700_000_000)
+    assert 1e-4 < seven_b < 2e-4  # GPT-3 6.7B trained at 1.2e-4
+    tiny = knowledge.lr_for_size(6e-4, 125_000_000, 200_000)
+    assert tiny > 10 * seven_b  # a 200k model and a 7B one get very different LRs
+    lo, hi = knowledge.LR_SIZE_RANGE.value
+    assert knowledge.lr_for_size(6e-4, 125_000_000, 10) == hi
+    assert knowledge.lr_for_size(1e-5, 10, 10**15) == lo
+    for bad in (0, -1, math.nan, True):
+        with pytest.raises(ValueError, match="Invalid n_params"):
+            knowledge.lr_for_size(1e-3, 10, bad)  # type: ignore[arg-type]
+
+
+def test_new_task_families_are_sourced() -> None:
+    for task in knowledge.TASKS:
+        info = knowledge.task_info(task)
+        for fact in (info.optimizer, info.schedule, info.warmup_fraction, info.clip_norm):
+            assert len(fact.reason) > 10, (task, fact)
+        for fact in info.schedule_extra.values():
+            assert len(fact.reason) > 10, (task, fact)
+    assert knowledge.task_info("causal_lm").schedule_extra["min_lr_ratio"].value == 0.1
+    assert knowledge.task_info("diffusion").ema_decay is not None
+
+
+def test_gpt3_lr_interpolates_the_table_and_extrapolates_the_fit() -> None:
+    for n, lr, tokens in knowledge.GPT3_LR_BY_SIZE.value:
+        got_lr, got_batch = knowledge.gpt3_lr(int(n))
+        assert got_lr == pytest.approx(lr) and got_batch == pytest.approx(tokens / 2048)
+    mid, batch = knowledge.gpt3_lr(1_000_000_000)  # between 760M (2.5e-4) and 1.3B (2e-4)
+    assert 2e-4 < mid < 2.5e-4 and 256 < batch < 512
+    small, batch = knowledge.gpt3_lr(1_250_000)  # 100x below GPT-3 Small
+    assert small == pytest.approx(6e-4 * 100**-knowledge.LR_SIZE_EXPONENT.value)
+    assert batch == 256
+    with pytest.raises(ValueError, match="Invalid n_params: 0"):
+        knowledge.gpt3_lr(0)
+
+
+def test_roberta_lr_follows_its_batch_table() -> None:
+    for batch, lr in knowledge.ROBERTA_LR_BY_BATCH.value:
+        assert knowledge.roberta_lr(batch) == pytest.approx(lr)
+    assert 7e-4 < knowledge.roberta_lr(4096) < 1e-3
+    assert knowledge.roberta_lr(64) == pytest.approx(1e-4 / 2)  # sqrt rule below 256
+    assert knowledge.roberta_lr(65536) == 1e-3
+    with pytest.raises(ValueError, match="Invalid batch size: 0"):
+        knowledge.roberta_lr(0)
+
+
+def test_every_task_family_says_when_its_recipe_does_not_fit() -> None:
+    described = [t for t in knowledge.TASKS if knowledge.task_info(t).limits]
+    assert {"general", "causal_lm", "translation", "diffusion", "detection"} <= set(described)

@@ -80,6 +80,14 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _task_word(value: str) -> str:
+    """An argparse type: the task family a word names (synonyms accepted)."""
+    try:
+        return knowledge.check_task(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from optiwise.optim.registry import get_entry, list_optimizers
 
@@ -832,7 +840,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--task",
-        choices=knowledge.TASKS,
+        type=_task_word,
+        metavar="TASK",
         default=None,
         help="show the defaults for this task family",
     )
@@ -904,7 +913,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--params", type=int, default=None, help="parameter count (no model)")
     p.add_argument(
-        "--task", choices=knowledge.TASKS, default=None, help="task family, e.g. gan, rl_policy"
+        "--task",
+        type=_task_word,
+        metavar="TASK",
+        default=None,
+        help="task family or a word for it, e.g. gan, ppo, llm, seq2seq, lora",
     )
     _add_run_args(p, "samples per backward per process")
     p.add_argument("--dataset-size", type=int, default=None, help="training examples")
@@ -969,7 +982,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default="adamw", help="registry name (default adamw)")
     p.add_argument(
         "--task",
-        choices=knowledge.TASKS,
+        type=_task_word,
+        metavar="TASK",
         default=None,
         help="task family (default: the data source's, e.g. a benchmark workload's)",
     )
@@ -1042,7 +1056,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A[,B]",
         help="registry name(s) to tune instead of the recipe's optimizer",
     )
-    p.add_argument("--task", choices=knowledge.TASKS, default=None, help="task family")
+    p.add_argument("--task", type=_task_word, metavar="TASK", default=None, help="task family")
     p.add_argument("--seed", type=int, default=0, help="seed of every trial's model")
     p.add_argument(
         "--storage",

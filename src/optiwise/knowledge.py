@@ -11,6 +11,7 @@ Optimizer facts are keyed by the registry's canonical names.  Per optimizer ther
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,16 @@ Task = Literal[
     "rl_policy",
     "gan",
     "tabular_mlp",
+    "causal_lm",
+    "translation",
+    "adapter_fine_tuning",
+    "diffusion",
+    "contrastive",
+    "recommendation",
+    "graph",
+    "speech",
+    "detection",
+    "segmentation",
 ]
 ScalingRule = Literal["linear", "sqrt", "none"]
 
@@ -42,6 +53,16 @@ TASKS: tuple[str, ...] = (
     "rl_policy",
     "gan",
     "tabular_mlp",
+    "causal_lm",
+    "translation",
+    "adapter_fine_tuning",
+    "diffusion",
+    "contrastive",
+    "recommendation",
+    "graph",
+    "speech",
+    "detection",
+    "segmentation",
 )
 
 
@@ -148,6 +169,21 @@ class TaskInfo:
         None, "the warmup is a fraction of the run (warmup_fraction)"
     )
     """When set, the warmup is this many steps, capped at ``warmup_fraction`` of the run."""
+    schedule_extra: Mapping[str, Fact[Any]] = field(default_factory=dict)
+    """Further ``create_scheduler`` arguments (``min_lr_ratio``, ``power``, ``gamma``;
+    ``milestones`` as fractions of the run)."""
+    ema_decay: Fact[float] | None = None
+    """The weight EMA of the family's reference recipe, if it has one."""
+    size_anchor: Fact[int] | None = None
+    """Parameter count of the model the family's reference LR was published for; the LR of
+    Adam-family optimizers is moved from it with :func:`lr_for_size`."""
+    size_table: bool = False
+    """The LR by size follows GPT-3's table (:func:`gpt3_lr`, its batch included) rather than
+    the power law from ``size_anchor``."""
+    batch_scaling: Fact[ScalingRule] | None = None
+    """Overrides the optimizer's batch-scaling rule for this family."""
+    limits: str = ""
+    """When the family's recipe does not fit (shown in the recipe's explanation)."""
 
 
 def _f(value: T, reason: str) -> Fact[T]:
@@ -315,6 +351,150 @@ EMBEDDING_HEAVY_SHARE: Fact[float] = _f(
     "models) their sparse row updates, not the dense layers, decide the training",
 )
 
+ENCODER_LARGE_BATCH: Fact[int] = _f(
+    2048,
+    "RoBERTa pretrains at 2k-8k sequences per step with beta2 0.98, BERT at 256 with 0.999 "
+    "(Liu et al. 2019)",
+)
+ROBERTA_LR_BY_BATCH: Fact[tuple[tuple[int, float], ...]] = _f(
+    ((256, 1e-4), (2048, 7e-4), (8192, 1e-3)),
+    "batch (sequences) and tuned peak LR of BERT-base-size encoders: 1e-4 at 256, 7e-4 at 2k, "
+    "1e-3 at 8k (Liu et al. 2019, RoBERTa, Table 3); the LR grows about linearly to 2k, not "
+    "with the square root",
+)
+
+
+def roberta_lr(batch_size: int) -> float:
+    """The peak LR of a BERT-base-size encoder at ``batch_size`` sequences per step, from
+    RoBERTa's batch-size table (interpolated in log-log; the square-root rule below 256,
+    the 8k value above 8k)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"Invalid batch size: {batch_size!r} (must be a positive integer)")
+    table = ROBERTA_LR_BY_BATCH.value
+    if batch_size <= table[0][0]:
+        return scale_lr(table[0][1], batch_size, table[0][0], "sqrt")
+    if batch_size >= table[-1][0]:
+        return table[-1][1]
+    for (b0, lr0), (b1, lr1) in itertools.pairwise(table):
+        if b0 <= batch_size <= b1:
+            t = math.log(batch_size / b0) / math.log(b1 / b0)
+            return math.exp((1 - t) * math.log(lr0) + t * math.log(lr1))
+    raise AssertionError(batch_size)  # pragma: no cover
+
+
+ADAPTER_MAX_SHARE: Fact[float] = _f(
+    0.1,
+    "a model trains adapters when at most ~10% of its parameters are trainable and most of "
+    "those are low-rank matrices: LoRA trains 0.01-1% (Hu et al. 2021)",
+)
+ADAPTER_MAX_RANK_RATIO: Fact[float] = _f(
+    0.25,
+    "a low-rank adapter matrix is at most a quarter as wide in one dimension as in the other "
+    "(LoRA ranks 1-64 on 768-12288-wide layers, Hu et al. 2021)",
+)
+SIMCLR_SQRT_BATCH: Fact[int] = _f(
+    1024,
+    "at batches up to ~1k SimCLR's square-root rule 0.075 sqrt(B) beats its linear rule "
+    "0.3 B/256 (Chen et al. 2020, App. B.1)",
+)
+SIMCLR_SQRT_LR: Fact[float] = _f(
+    0.075, "SimCLR's square-root rule: LR = 0.075 sqrt(B) (Chen et al. 2020, App. B.1)"
+)
+
+MUON_TASKS: Fact[tuple[str, ...]] = _f(
+    ("causal_lm", "language_transformer", "vision_transformer"),
+    "Muon speeds up transformer pretraining from scratch, where the hidden 2-D matrices hold "
+    "most parameters (Jordan et al. 2024 NanoGPT speedruns; Liu et al. 2025: ~2x AdamW's "
+    "compute efficiency); convolution filters stay on AdamW in optiwise's Muon, and "
+    "fine-tuning an AdamW-pretrained model with Muon loses the gain (Liu et al. 2025)",
+)
+SOAP_SPEEDUP: Fact[str] = _f(
+    "soap",
+    "SOAP needs 40% fewer iterations than AdamW on 360M-660M LM pretraining (Vyas et al. "
+    "2024) at ~3x AdamW's optimizer memory (both Kronecker factors and their eigenbases)",
+)
+
+GPT3_LR_BY_SIZE: Fact[tuple[tuple[float, float, float], ...]] = _f(
+    (
+        (125e6, 6.0e-4, 2**19),
+        (350e6, 3.0e-4, 2**19),
+        (760e6, 2.5e-4, 2**19),
+        (1.3e9, 2.0e-4, 2**20),
+        (2.7e9, 1.6e-4, 2**20),
+        (6.7e9, 1.2e-4, 2**21),
+        (13e9, 1.0e-4, 2**21),
+        (175e9, 0.6e-4, 3.2e6),
+    ),
+    "parameters, peak AdamW LR and batch in tokens of the eight GPT-3 models (Brown et al. "
+    "2020, Table 2.1; its '0.5M' tokens are 256 sequences of 2048)",
+)
+GPT3_CONTEXT: Fact[int] = _f(2048, "GPT-3's sequences are 2048 tokens long (Brown et al. 2020)")
+
+
+def _size_exponent(table: tuple[tuple[float, float, float], ...]) -> float:
+    xs = [math.log(row[0]) for row in table]
+    ys = [math.log(row[1]) for row in table]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mx) ** 2 for x in xs
+    )
+
+
+_EXPONENT = round(_size_exponent(GPT3_LR_BY_SIZE.value), 3)
+LR_SIZE_EXPONENT: Fact[float] = _f(
+    _EXPONENT,
+    f"the peak Adam LR falls with the parameter count as N^{_EXPONENT}: the least-squares "
+    "slope of log LR on log N over GPT-3's Table 2.1 (125M-175B, Brown et al. 2020)",
+)
+LR_SIZE_RANGE: Fact[tuple[float, float]] = _f(
+    (1e-5, 1e-2),
+    "the size rule stays inside Adam's usable range: below 1e-5 nothing moves, above 1e-2 most "
+    "networks diverge",
+)
+
+
+def _check_sizes(**values: float) -> None:
+    for label, value in values.items():
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or not value > 0 or not math.isfinite(value):
+            raise ValueError(f"Invalid {label}: {value!r} (must be a number > 0)")
+
+
+def lr_for_size(lr: float, anchor_params: int, n_params: int) -> float:
+    """The Adam-family LR for a model of ``n_params`` parameters, given that ``lr`` is the
+    published LR of a model of ``anchor_params`` in the same family.
+
+    ``lr * (n_params / anchor_params) ** LR_SIZE_EXPONENT``, clipped to
+    :data:`LR_SIZE_RANGE`; the exponent is fitted to GPT-3's LR-by-size table.
+    """
+    _check_sizes(lr=lr, anchor_params=anchor_params, n_params=n_params)
+    lo, hi = LR_SIZE_RANGE.value
+    scaled = lr * (n_params / anchor_params) ** LR_SIZE_EXPONENT.value
+    return min(hi, max(lo, scaled))
+
+
+def gpt3_lr(n_params: int) -> tuple[float, float]:
+    """GPT-3's peak LR and batch (in sequences of 2048 tokens) for a decoder of ``n_params``.
+
+    Inside the table (125M-175B) both are interpolated linearly in log-log; outside it the
+    LR follows the fitted power law (:data:`LR_SIZE_EXPONENT`) from the nearest end, clipped
+    to :data:`LR_SIZE_RANGE`, and the batch is that end's.
+    """
+    _check_sizes(n_params=n_params)
+    table = GPT3_LR_BY_SIZE.value
+    context = GPT3_CONTEXT.value
+    if n_params <= table[0][0] or n_params >= table[-1][0]:
+        n0, lr0, tokens = table[0] if n_params <= table[0][0] else table[-1]
+        return lr_for_size(lr0, int(n0), n_params), tokens / context
+    for (n0, lr0, b0), (n1, lr1, b1) in itertools.pairwise(table):
+        if n0 <= n_params <= n1:
+            t = math.log(n_params / n0) / math.log(n1 / n0)
+            lr = math.exp((1 - t) * math.log(lr0) + t * math.log(lr1))
+            tokens = math.exp((1 - t) * math.log(b0) + t * math.log(b1))
+            return lr, tokens / context
+    raise AssertionError(n_params)  # pragma: no cover
+
+
 NAIVE_SETUPS: Mapping[str, Fact[Mapping[str, Any]]] = MappingProxyType(
     {
         "adam": _f(
@@ -345,6 +525,8 @@ _TASKS: dict[str, TaskInfo] = {
         _f("warmup_cosine", "warmup + cosine to a small floor is a robust default"),
         _f(0.05, "a short warmup costs little and protects adaptive optimizers"),
         _f(None, "no clipping unless the model is recurrent or a transformer"),
+        limits="no task family matched: these are forgiving AdamW defaults, not a published "
+        "recipe; give task= (any word of knowledge.TASK_SYNONYMS) or family= when you know it",
     ),
     "vision_cnn": TaskInfo(
         "vision_cnn",
@@ -365,6 +547,9 @@ _TASKS: dict[str, TaskInfo] = {
             "torchvision's recipes): cheap at batch 256, necessary above ~1k (Goyal et al. 2017)",
         ),
         _f(None, "BatchNorm CNNs train stably without clipping"),
+        limits="tuned for image classification from scratch with BatchNorm at batch ~256; "
+        "detection and segmentation have their own recipes (task='detection', "
+        "'segmentation'), contrastive pretraining too (task='simclr')",
     ),
     "vision_transformer": TaskInfo(
         "vision_transformer",
@@ -376,7 +561,7 @@ _TASKS: dict[str, TaskInfo] = {
     ),
     "language_transformer": TaskInfo(
         "language_transformer",
-        "transformer language-model pretraining (BERT, GPT)",
+        "encoder (masked-LM) transformer pretraining (BERT, RoBERTa)",
         _f("adamw", "BERT, GPT-2/3, LLaMA all pretrain with AdamW"),
         _f("warmup_linear", "BERT: linear warmup then linear decay; GPT uses cosine"),
         _f(
@@ -390,6 +575,8 @@ _TASKS: dict[str, TaskInfo] = {
             "BERT warms up over 10k steps (Devlin et al. 2019); Adam's second moment is "
             "unreliable early",
         ),
+        size_anchor=_f(110_000_000, "BERT-base (110M parameters) pretrains at 1e-4"),
+        limits="a decoder-only (causal) LM takes GPT's recipe instead (task='causal_lm')",
     ),
     "fine_tuning": TaskInfo(
         "fine_tuning",
@@ -406,6 +593,10 @@ _TASKS: dict[str, TaskInfo] = {
         _f("warmup_cosine", "a decaying schedule helps the final perplexity"),
         _f(0.0, "LSTMs with Adam rarely need warmup"),
         _f(1.0, "exploding gradients through time need global-norm clipping (Pascanu 2013)"),
+        size_anchor=_f(876_929, "the 877k-parameter char LSTM whose Adam LR was measured"),
+        limits="the LR is measured on one char-level LSTM and moved to other sizes by GPT-3's "
+        "size exponent; word-level LSTMs with large softmaxes and AWD-LSTM's SGD/ASGD recipe "
+        "(Merity et al. 2018) are not covered",
     ),
     "rl_policy": TaskInfo(
         "rl_policy",
@@ -430,9 +621,312 @@ _TASKS: dict[str, TaskInfo] = {
         _f("warmup_cosine", "a decaying schedule improves the final loss"),
         _f(0.0, "small MLPs train stably without warmup"),
         _f(None, "small MLPs rarely need clipping"),
+        limits="an MLP of an RL agent takes task='rl' and a recommender's towers "
+        "task='recommendation'; this recipe is for supervised tabular data",
+    ),
+    "causal_lm": TaskInfo(
+        "causal_lm",
+        "decoder-only (causal) language-model pretraining (GPT, Pythia, LLaMA)",
+        _f("adamw", "GPT-3, Pythia and LLaMA all pretrain with AdamW"),
+        _f(
+            "warmup_cosine",
+            "linear warmup, then cosine decay to 10% of the peak (GPT-3, Brown et al. 2020 "
+            "App. B; LLaMA, Touvron et al. 2023)",
+        ),
+        _f(0.01, "Pythia warms up over 1% of its steps (Biderman et al. 2023)"),
+        _f(1.0, "GPT-3, Pythia and LLaMA clip the global norm at 1.0"),
+        _f(
+            2_000,
+            "LLaMA warms up over 2000 steps (Touvron et al. 2023); Adam's second moment is "
+            "unreliable early",
+        ),
+        schedule_extra={
+            "min_lr_ratio": _f(0.1, "the cosine ends at 10% of the peak LR (GPT-3 App. B; LLaMA)"),
+        },
+        size_anchor=_f(125_000_000, "GPT-3 Small (125M parameters) pretrains at 6e-4"),
+        size_table=True,
+        batch_scaling=_f(
+            "none",
+            "decoder LM recipes set the LR by model size and keep it across 0.5M-4M-token "
+            "batches: Pythia trains at GPT-3's LRs with 2M-token batches (Biderman et al. 2023)",
+        ),
+        limits="the LR follows GPT-3's LR-by-size table, tuned for runs of ~300B tokens at "
+        "0.5M-3M tokens per batch; much shorter runs tolerate higher LRs (optiwise.tune finds "
+        "them), and a pretrained decoder is fine-tuned, not pretrained (pretrained=True)",
+    ),
+    "translation": TaskInfo(
+        "translation",
+        "encoder-decoder (sequence-to-sequence) transformers: machine translation, summarisation",
+        _f(
+            "adamw",
+            "the Transformer trains with Adam, betas (0.9, 0.98) (Vaswani et al. 2017); fairseq "
+            "adds decoupled decay",
+        ),
+        _f(
+            "inverse_sqrt",
+            "Vaswani et al. 2017: linear warmup, then decay with the inverse square root of "
+            "the step",
+        ),
+        _f(0.1, "a cap for short runs: the 4000 warmup steps are 4% of Transformer base's 100k"),
+        _f(
+            None,
+            "neither Vaswani et al. 2017 nor fairseq's WMT recipe (--clip-norm 0) clip",
+        ),
+        _f(4_000, "Transformer base warms up over 4000 steps (Vaswani et al. 2017)"),
+        size_anchor=_f(65_000_000, "Transformer base has 65M parameters (Vaswani et al. 2017)"),
+        limits="label smoothing (0.1 in Vaswani et al. 2017) and dropout are out of scope; "
+        "the LR is Vaswani's peak for d_model 512 at ~25k tokens per batch",
+    ),
+    "adapter_fine_tuning": TaskInfo(
+        "adapter_fine_tuning",
+        "parameter-efficient fine-tuning: only low-rank adapters (LoRA) or other small "
+        "added modules train, the pretrained weights are frozen",
+        _f("adamw", "LoRA and QLoRA train the adapters with AdamW (Hu et al. 2021)"),
+        _f(
+            "warmup_linear",
+            "LoRA's GPT-2 recipe: linear warmup then linear decay (Hu et al. 2021, Table 11)",
+        ),
+        _f(0.03, "QLoRA warms up over 3% of the steps (Dettmers et al. 2023)"),
+        _f(0.3, "QLoRA clips the global norm at 0.3 (Dettmers et al. 2023)"),
+        limits="the adapters start from zero (LoRA's B = 0) and take ~10x the LR of full "
+        "fine-tuning; when the whole model trains, this is plain fine-tuning",
+    ),
+    "diffusion": TaskInfo(
+        "diffusion",
+        "denoising diffusion / score models (DDPM, ADM, EDM U-Nets, DiT)",
+        _f(
+            "adamw",
+            "DDPM trains with Adam, ADM with AdamW, both without weight decay "
+            "(Ho et al. 2020; Dhariwal & Nichol 2021)",
+        ),
+        _f("warmup_constant", "DDPM and ADM keep the LR constant after warmup"),
+        _f(0.05, "a cap for short runs: DDPM's 5000 warmup steps are <1% of its 800k"),
+        _f(1.0, "DDPM clips the global gradient norm at 1.0 (Ho et al. 2020, official code)"),
+        _f(5_000, "DDPM warms up over 5000 steps (Ho et al. 2020, App. B)"),
+        ema_decay=_f(
+            0.9999,
+            "samples are drawn from an EMA of the weights, decay 0.9999 (DDPM, Ho et al. "
+            "2020; ADM, Dhariwal & Nichol 2021)",
+        ),
+        limits="the LR is DDPM's for 32x32 images at batch 128; DDPM used 2e-5 at 256x256 "
+        "and EDM preconditions its network differently (Karras et al. 2022)",
+    ),
+    "contrastive": TaskInfo(
+        "contrastive",
+        "contrastive / self-supervised pretraining at large batch (SimCLR, MoCo, BYOL)",
+        _f(
+            "lars",
+            "SimCLR trains with LARS at batches up to 8192 (Chen et al. 2020, Sec. 2.2)",
+        ),
+        _f("warmup_cosine", "SimCLR: linear warmup, then cosine decay without restarts"),
+        _f(0.1, "SimCLR warms up for 10 of its 100 epochs (Chen et al. 2020, App. B.1)"),
+        _f(None, "SimCLR does not clip gradients"),
+        limits="SimCLR's LR 0.3 x B/256 was tuned at batch 4096; at small batches "
+        "(<= 1024) SimCLR's square-root rule 0.075 sqrt(B) is better (Chen et al. 2020, "
+        "App. B.1) and the advisor switches to it",
+    ),
+    "recommendation": TaskInfo(
+        "recommendation",
+        "recommenders and CTR models: large embedding tables beside small dense towers "
+        "(DLRM, DCN, two-tower)",
+        _f(
+            "adamw",
+            "dense towers train with Adam-family optimizers (DCN-V2, Wang et al. 2021); with "
+            "sparse tables the advisor pairs SparseAdam with AdamW",
+        ),
+        _f("constant", "DLRM's reference trains at a constant LR (Naumov et al. 2019)"),
+        _f(0.0, "no warmup in DLRM's reference"),
+        _f(None, "DLRM does not clip gradients"),
+        limits="models whose tables do not fit one device need row-wise sharded optimizers "
+        "(TorchRec's fused row-wise Adagrad), which are outside optiwise",
+    ),
+    "graph": TaskInfo(
+        "graph",
+        "graph neural networks (GCN, GAT, GraphSAGE, message passing)",
+        _f(
+            "adamw",
+            "GCN and GAT train with Adam; AdamW's decoupled decay replaces their L2 term",
+        ),
+        _f(
+            "constant",
+            "GCN and GAT train at a constant LR for ~200 epochs with early stopping "
+            "(Kipf & Welling 2017; Velickovic et al. 2018)",
+        ),
+        _f(0.0, "no warmup in the GCN/GAT recipes"),
+        _f(None, "GCN/GAT do not clip gradients"),
+        batch_scaling=_f(
+            "none",
+            "GCN/GAT train full-batch and mini-batch GNN recipes quote one LR whatever the "
+            "batch of nodes (OGB baselines): no batch rule applies",
+        ),
+        limits="the recipe is for small citation-style graphs; deep GNNs on large graphs "
+        "(OGB) tune LR in 1e-3..1e-2 and add dropout",
+    ),
+    "speech": TaskInfo(
+        "speech",
+        "speech models: a convolutional front-end before a transformer/conformer or "
+        "recurrent encoder (wav2vec 2.0, Conformer, DeepSpeech)",
+        _f("adamw", "wav2vec 2.0 and Conformer train with Adam-family optimizers"),
+        _f(
+            "warmup_linear",
+            "wav2vec 2.0 pretraining: linear warmup, then linear decay (Baevski et al. 2020)",
+        ),
+        _f(0.08, "wav2vec 2.0 BASE warms up over 32k of 400k updates (Baevski et al. 2020)"),
+        _f(5.0, "ESPnet2's trainer clips the global norm at 5 by default (Watanabe et al.)"),
+        size_anchor=_f(95_000_000, "wav2vec 2.0 BASE has 95M parameters (Baevski et al. 2020)"),
+        limits="this is pretraining from scratch; wav2vec 2.0 is fine-tuned with a tri-stage "
+        "schedule (10% warmup, 40% hold, 50% decay) at ~5e-5 (Baevski et al. 2020), which "
+        "pretrained=True (the general fine-tuning recipe) does not reproduce",
+    ),
+    "detection": TaskInfo(
+        "detection",
+        "object detection and instance segmentation (Faster/Mask R-CNN, RetinaNet; DETR)",
+        _f(
+            "sgd_momentum",
+            "Detectron2 and mmdetection train R-CNNs with heavy-ball momentum SGD",
+        ),
+        _f(
+            "multistep",
+            "the '1x' schedule: the LR drops 10x at epochs 8 and 11 of 12 (Detectron2, "
+            "mmdetection)",
+        ),
+        _f(0.05, "a cap for short runs: 500 warmup iterations are <1% of the 1x schedule"),
+        _f(None, "Detectron2's and mmdetection's R-CNN configs do not clip"),
+        _f(500, "Detectron2 and mmdetection warm up linearly over 500 iterations"),
+        schedule_extra={
+            "milestones": _f(
+                (8 / 12, 11 / 12),
+                "the 1x schedule's LR drops at 8/12 and 11/12 of the run (Detectron2)",
+            ),
+            "gamma": _f(0.1, "each drop divides the LR by 10 (Detectron2, mmdetection)"),
+        },
+        limits="the recipe assumes an ImageNet-pretrained backbone as in the 1x schedule; "
+        "DETR-like detectors (attention decoders) train with AdamW and the advisor switches "
+        "to it when the model has attention",
+    ),
+    "segmentation": TaskInfo(
+        "segmentation",
+        "semantic segmentation (DeepLab, PSPNet, UPerNet)",
+        _f(
+            "sgd_momentum",
+            "mmsegmentation's DeepLabV3/PSPNet schedules use momentum SGD",
+        ),
+        _f(
+            "warmup_poly",
+            "the 'poly' schedule (1 - t/T)^0.9 (Chen et al. 2017, DeepLab; mmsegmentation)",
+        ),
+        _f(0.0, "mmsegmentation's DeepLabV3 80k schedule has no warmup"),
+        _f(None, "the DeepLab/PSPNet configs do not clip"),
+        schedule_extra={
+            "power": _f(0.9, "poly power 0.9 (Chen et al. 2017, DeepLab)"),
+            "min_lr_ratio": _f(0.01, "mmsegmentation decays to min_lr 1e-4, 1% of the peak 1e-2"),
+        },
+        limits="transformer segmenters (SegFormer, Mask2Former) train with AdamW instead",
     ),
 }
 TASK_INFO: Mapping[str, TaskInfo] = MappingProxyType(_TASKS)
+
+# --------------------------------------------------------------------------------------------
+# The words people use for their task
+# --------------------------------------------------------------------------------------------
+
+_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "general": ("default", "other", "unknown", "generic"),
+    "vision_cnn": (
+        "cnn",
+        "convnet",
+        "image_classification",
+        "resnet",
+        "vision",
+    ),
+    "vision_transformer": ("vit", "deit", "image_transformer"),
+    "language_transformer": (
+        "masked_lm",
+        "mlm",
+        "bert",
+        "roberta",
+        "encoder_pretraining",
+        "encoder",
+    ),
+    "causal_lm": (
+        "language_modeling",
+        "language_model",
+        "lm",
+        "llm",
+        "pretraining",
+        "gpt",
+        "decoder",
+        "decoder_only",
+        "autoregressive",
+        "next_token",
+        "clm",
+    ),
+    "translation": (
+        "seq2seq",
+        "mt",
+        "machine_translation",
+        "nmt",
+        "encoder_decoder",
+        "summarization",
+        "summarisation",
+        "t5",
+    ),
+    "fine_tuning": ("finetune", "finetuning", "fine_tune", "transfer", "transfer_learning"),
+    "adapter_fine_tuning": ("lora", "qlora", "peft", "adapter", "adapters"),
+    "rnn": ("lstm", "gru", "recurrent", "char_rnn"),
+    "rl_policy": (
+        "rl",
+        "ppo",
+        "reinforcement_learning",
+        "reinforcement",
+        "a2c",
+        "policy",
+        "policy_gradient",
+        "actor_critic",
+    ),
+    "gan": ("adversarial", "dcgan", "stylegan"),
+    "tabular_mlp": ("tabular", "mlp", "structured"),
+    "diffusion": (
+        "generative",
+        "score",
+        "score_model",
+        "ddpm",
+        "denoising",
+        "image_generation",
+    ),
+    "contrastive": (
+        "self_supervised",
+        "ssl",
+        "simclr",
+        "moco",
+        "byol",
+        "representation_learning",
+    ),
+    "recommendation": ("ctr", "recsys", "recommender", "dlrm", "click_through"),
+    "graph": ("gnn", "gcn", "gat", "graph_neural_network", "node_classification"),
+    "speech": ("asr", "audio", "speech_recognition", "wav2vec", "conformer"),
+    "detection": (
+        "object_detection",
+        "detector",
+        "instance_segmentation",
+        "rcnn",
+        "faster_rcnn",
+        "mask_rcnn",
+        "detr",
+    ),
+    "segmentation": ("semantic_segmentation", "deeplab"),
+}
+
+
+def _norm_task(word: str) -> str:
+    return "_".join(word.strip().lower().replace("-", " ").replace("_", " ").split())
+
+
+TASK_SYNONYMS: Mapping[str, str] = MappingProxyType(
+    {_norm_task(w): task for task, words in _SYNONYMS.items() for w in (task, *words)}
+)
+"""Every word :func:`check_task` accepts (lower case, ``_`` for spaces and hyphens), with the
+task family it names."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,9 +942,15 @@ _NO_WD_ADAM = _f(
 )
 
 _RNN_BATCH = _f(
-    64,
-    "LSTM language models with Adam at 1e-3 train on batches of ~32-128 sequences; the LR "
-    "is quoted for the middle of that range",
+    32,
+    "the batch of the optiwise benchmark's shakespeare-char-lstm sweep, where the recurrent "
+    "LR was measured",
+)
+_RNN_LR = _f(
+    5e-3,
+    "measured: a 2-layer LSTM of 877k parameters (optiwise's shakespeare-char-lstm, batch 32, "
+    "1000 AdamW steps) ends at 2.69/2.36/2.26/2.50 bits per char at LR 1e-3/3e-3/6e-3/1.2e-2, "
+    "best near 5e-3 (benchmarks/advisor_lr_sweep.py); other sizes follow lr_for_size",
 )
 
 _SGD_GENERAL = Setting(
@@ -477,6 +977,29 @@ _SGD_TASKS: dict[str, Setting] = {
             "weight_decay": _f(1e-4, "keep the pretraining decay"),
         },
         lr_range=_f((1e-3, 0.05), "pretrained features are destroyed above ~0.05"),
+    ),
+    "detection": Setting(
+        hparams={
+            "lr": _f(
+                0.02,
+                "Faster/Mask R-CNN: 0.02 at 16 images per batch (Detectron2, mmdetection)",
+            ),
+            "momentum": _f(0.9, "Detectron2 and mmdetection use momentum 0.9"),
+            "nesterov": _f(False, "Detectron2's SGD is heavy-ball, not Nesterov"),
+            "weight_decay": _f(1e-4, "Detectron2 and mmdetection use 1e-4"),
+        },
+        lr_range=_f((2e-3, 0.08), "0.02 at batch 16, linearly scaled with the batch"),
+        reference_batch=_f(16, "the 1x schedule's 16 images per batch (2 per GPU on 8)"),
+    ),
+    "segmentation": Setting(
+        hparams={
+            "lr": _f(0.01, "DeepLabV3/PSPNet: 0.01 at 16 images per batch (mmsegmentation)"),
+            "momentum": _f(0.9, "mmsegmentation uses momentum 0.9"),
+            "nesterov": _f(False, "mmsegmentation's SGD is heavy-ball"),
+            "weight_decay": _f(5e-4, "mmsegmentation's DeepLab/PSPNet use 5e-4"),
+        },
+        lr_range=_f((1e-3, 0.05), "0.01 at batch 16, linearly scaled with the batch"),
+        reference_batch=_f(16, "mmsegmentation's 16 images per batch (2 per GPU on 8)"),
     ),
 }
 _SGD_COMMON: dict[str, Any] = dict(
@@ -587,7 +1110,7 @@ _add(
                 reference_batch=_f(256, "typical mini-batch for the general default"),
             ),
             "rnn": Setting(
-                hparams={"lr": _f(1e-3, "LSTM LMs: Adam 1e-3 with clipping")},
+                hparams={"lr": _RNN_LR},
                 reference_batch=_RNN_BATCH,
             ),
             "rl_policy": Setting(
@@ -683,7 +1206,7 @@ _add(
                 reference_batch=_f(32, "BERT fine-tuning batch"),
             ),
             "rnn": Setting(
-                hparams={"lr": _f(1e-3, "LSTM LMs train at 1e-3 with clipping")},
+                hparams={"lr": _RNN_LR},
                 reference_batch=_RNN_BATCH,
             ),
             "rl_policy": Setting(
@@ -715,6 +1238,146 @@ _add(
                     )
                 },
             ),
+            "translation": Setting(
+                hparams={
+                    "lr": _f(
+                        7e-4,
+                        "the peak of Vaswani et al. 2017's schedule, d_model^-0.5 x "
+                        "warmup^-0.5 = 512^-0.5 x 4000^-0.5 = 7.0e-4",
+                    ),
+                    "betas": _f((0.9, 0.98), "Vaswani et al. 2017: beta2 0.98"),
+                    "eps": _f(1e-9, "Vaswani et al. 2017: eps 1e-9"),
+                    "weight_decay": _f(
+                        1e-4,
+                        "fairseq's WMT recipe decays 1e-4, decoupled (Ott et al. 2018); "
+                        "Vaswani et al. 2017 used none",
+                    ),
+                },
+                lr_range=_f(
+                    (1e-4, 1e-3), "fairseq's WMT recipes peak at 5e-4..1e-3 (Ott et al. 2018)"
+                ),
+                reference_batch=_f(
+                    1024,
+                    "~25k source and 25k target tokens per batch (Vaswani et al. 2017): about "
+                    "1000 sentence pairs",
+                ),
+            ),
+            "causal_lm": Setting(
+                hparams={
+                    "lr": _f(
+                        6e-4,
+                        "GPT-3 Small (125M): 6e-4 at 0.5M tokens per batch (Brown et al. 2020, "
+                        "Table 2.1); other sizes follow gpt3_lr",
+                    ),
+                    "betas": _f(
+                        (0.9, 0.95),
+                        "GPT-3 (App. B), Pythia and LLaMA use beta2 0.95 for stability",
+                    ),
+                    "eps": _f(1e-8, "GPT-3 uses eps 1e-8 (Brown et al. 2020, App. B)"),
+                    "weight_decay": _f(0.1, "GPT-3 and LLaMA use decoupled weight decay 0.1"),
+                },
+                lr_range=_f(
+                    (3e-5, 3e-3),
+                    "GPT-3's table runs from 6e-4 (125M) to 6e-5 (175B); small models take "
+                    "up to a few 1e-3",
+                ),
+                reference_batch=_f(
+                    256, "GPT-3 Small's 0.5M tokens per batch: 256 sequences of 2048 tokens"
+                ),
+            ),
+            "adapter_fine_tuning": Setting(
+                hparams={
+                    "lr": _f(
+                        2e-4,
+                        "LoRA adapters: 2e-4 (GPT-2 M, Hu et al. 2021 Table 11; QLoRA on "
+                        "7B-13B, Dettmers et al. 2023), ~10x full fine-tuning's 2e-5",
+                    ),
+                    "weight_decay": _f(0.01, "LoRA's GPT-2 recipe uses 0.01 (Hu et al. 2021)"),
+                },
+                lr_range=_f(
+                    (5e-5, 1e-3),
+                    "LoRA LRs: 1e-4 (QLoRA 33B-65B) to 5e-4 (RoBERTa-base, Hu et al. 2021)",
+                ),
+                reference_batch=_f(16, "QLoRA's batch of 16 (Dettmers et al. 2023)"),
+            ),
+            "diffusion": Setting(
+                hparams={
+                    "lr": _f(
+                        2e-4,
+                        "DDPM on CIFAR-10: 2e-4 at batch 128 (Ho et al. 2020); ADM 1e-4 at "
+                        "256 (Dhariwal & Nichol 2021)",
+                    ),
+                    "betas": _f((0.9, 0.999), "DDPM and ADM keep Adam's defaults"),
+                    "weight_decay": _f(0.0, "DDPM and ADM use no weight decay"),
+                },
+                lr_range=_f((2e-5, 5e-4), "DDPM: 2e-4 at 32x32, 2e-5 at 256x256 (Ho et al. 2020)"),
+                reference_batch=_f(128, "DDPM's CIFAR-10 batch"),
+            ),
+            "recommendation": Setting(
+                hparams={
+                    "lr": _f(
+                        1e-3,
+                        "Adam at 1e-3 trains CTR models' dense towers and tables (DCN-V2, "
+                        "Wang et al. 2021, tunes 1e-4..1e-3)",
+                    ),
+                    "weight_decay": _f(
+                        0.0,
+                        "embedding rows are regularized by how rarely they are seen, not by "
+                        "decay; DLRM uses none",
+                    ),
+                },
+                lr_range=_f((1e-4, 1e-2), "DCN-V2's and DLRM's Adam-family LRs"),
+                reference_batch=_f(512, "DCN-V2's batch of 512"),
+            ),
+            "graph": Setting(
+                hparams={
+                    "lr": _f(
+                        1e-2,
+                        "GCN: Adam at 0.01 (Kipf & Welling 2017); GAT 5e-3 (Velickovic et al. "
+                        "2018)",
+                    ),
+                    "weight_decay": _f(
+                        5e-4,
+                        "GCN and GAT use 5e-4 (as an L2 term under Adam; as AdamW's decoupled "
+                        "decay it is weaker, so raise it if the model overfits)",
+                    ),
+                },
+                lr_range=_f(
+                    (1e-3, 1e-2), "GNN LRs reported between 1e-3 and 1e-2 (GCN 1e-2, GAT 5e-3)"
+                ),
+                reference_batch=_f(1, "GCN/GAT take one full-graph step per epoch"),
+            ),
+            "speech": Setting(
+                hparams={
+                    "lr": _f(
+                        5e-4,
+                        "wav2vec 2.0 BASE peaks at 5e-4, LARGE at 3e-4 (Baevski et al. 2020)",
+                    ),
+                    "betas": _f((0.9, 0.98), "wav2vec 2.0 and Conformer use beta2 0.98"),
+                    "eps": _f(1e-6, "wav2vec 2.0 uses eps 1e-6"),
+                    "weight_decay": _f(0.01, "wav2vec 2.0 uses weight decay 0.01"),
+                },
+                lr_range=_f(
+                    (1e-4, 2e-3),
+                    "wav2vec 2.0 3e-4..5e-4; Conformer's schedule peaks near 2e-3 "
+                    "(Gulati et al. 2020)",
+                ),
+                reference_batch=_f(
+                    384,
+                    "wav2vec 2.0 BASE's 1.6 h of audio per batch: ~400 utterances of ~15 s",
+                ),
+            ),
+            "detection": Setting(
+                hparams={
+                    "lr": _f(
+                        1e-4,
+                        "DETR: AdamW at 1e-4 (backbone 1e-5) at batch 64 (Carion et al. 2020)",
+                    ),
+                    "weight_decay": _f(1e-4, "DETR uses weight decay 1e-4"),
+                },
+                lr_range=_f((2e-5, 5e-4), "DETR-family LRs (DETR, Deformable DETR 2e-4)"),
+                reference_batch=_f(64, "DETR's batch of 64 images"),
+            ),
         },
         state_bytes=_f(8.0, "two fp32 moment buffers"),
         batch_scaling=_f("sqrt", "square-root scaling for adaptive methods (Malladi et al. 2022)"),
@@ -734,6 +1397,12 @@ _add(
             "head_lr_mult": _f(
                 10.0, "fine-tuning: a freshly initialised head learns at ~10x the backbone LR"
             ),
+            "betas_large_batch_encoder": _f(
+                (0.9, 0.98),
+                "RoBERTa: beta2 0.98 improves stability at large batch sizes (Liu et al. 2019, "
+                "Sec. 3.1)",
+            ),
+            "detr_clip_norm": _f(0.1, "DETR clips the global norm at 0.1 (Carion et al. 2020)"),
         },
     )
 )
@@ -1110,6 +1779,43 @@ _add(
 
 _add(
     OptimizerInfo(
+        name="sparse_adam_adamw",
+        display="SparseAdam + AdamW",
+        family=_f(
+            "adaptive",
+            "lazy Adam on the sparse embedding tables, AdamW on the dense layers (one LR)",
+        ),
+        paper="Kingma & Ba 2015; Loshchilov & Hutter 2019; lazy row-wise updates as "
+        "torch.optim.SparseAdam",
+        settings={
+            "general": Setting(
+                hparams={
+                    "lr": _f(1e-3, "Adam's default, for both parts"),
+                    "betas": _ADAM_BETAS,
+                    "eps": _ADAM_EPS,
+                    "weight_decay": _f(
+                        0.0,
+                        "applies to the dense part only (SparseAdam has none); recommenders "
+                        "train without decay (DLRM)",
+                    ),
+                },
+                lr_range=_f((1e-5, 1e-2), "as Adam: a step of ~lr per touched coordinate"),
+                reference_batch=_f(512, "DCN-V2's batch of 512"),
+            ),
+        },
+        state_bytes=_f(8.0, "two fp32 moment buffers on both parts"),
+        batch_scaling=_f("sqrt", "adaptive method (Malladi et al. 2022)"),
+        warmup=_f(False, "rows are touched rarely, so early noisy steps stay local"),
+        best_for=_f(
+            "models with nn.Embedding(sparse=True) / nn.EmbeddingBag(sparse=True) tables",
+            "dense optimizers refuse sparse gradients and SparseAdam refuses dense ones: "
+            "the tables and the dense layers each get the Adam that takes their gradients",
+        ),
+    )
+)
+
+_add(
+    OptimizerInfo(
         name="adadelta",
         display="Adadelta",
         family=_f("adaptive", "steps scaled by the ratio of RMS updates to RMS gradients"),
@@ -1385,6 +2091,16 @@ _add(
                 },
                 lr_range=_f((0.1, 1.0), "global LRs at batch 256 before linear scaling"),
                 reference_batch=_f(256, "LARS LRs are quoted per 256 samples, then scaled"),
+            ),
+            "contrastive": Setting(
+                hparams={
+                    "lr": _f(
+                        0.3, "SimCLR: 0.3 x B/256 (4.8 at batch 4096; Chen et al. 2020, App. B.1)"
+                    ),
+                    "momentum": _f(0.9, "SimCLR's LARS momentum 0.9"),
+                    "weight_decay": _f(1e-6, "SimCLR uses weight decay 1e-6"),
+                    "trust_coefficient": _f(1e-3, "SimCLR's LARS eta 0.001"),
+                },
             ),
         },
         state_bytes=_f(4.0, "one fp32 momentum buffer"),
@@ -1708,12 +2424,32 @@ def _unknown(kind: str, name: str, choices: list[str]) -> ValueError:
 
 
 def check_task(task: str | None) -> str:
-    """Return ``task`` (``None`` means ``"general"``) or raise a ValueError naming it."""
+    """The task family that ``task`` names (``None`` means ``"general"``).
+
+    Any word of :data:`TASK_SYNONYMS` is accepted, in any case, with hyphens, spaces or
+    underscores (``"reinforcement-learning"`` is ``"rl_policy"``); an unknown word raises a
+    ValueError naming the closest known words and the task families.
+    """
     if task is None:
         return "general"
-    if task not in TASKS:
-        raise _unknown("task family", task, list(TASKS))
-    return task
+    if not isinstance(task, str):
+        raise ValueError(f"Invalid task: {task!r} (a task name such as 'causal_lm')")
+    found = TASK_SYNONYMS.get(_norm_task(task))
+    if found is None:
+        close = difflib.get_close_matches(_norm_task(task), list(TASK_SYNONYMS), n=3, cutoff=0.6)
+        hint = (
+            "did you mean "
+            + ", ".join(
+                f"{c!r} ({TASK_SYNONYMS[c]})" if TASK_SYNONYMS[c] != c else repr(c) for c in close
+            )
+            + "? "
+            if close
+            else ""
+        )
+        raise ValueError(
+            f"Unknown task family {task!r}; {hint}known task families: {', '.join(TASKS)}"
+        )
+    return found
 
 
 def get_info(name: str) -> OptimizerInfo:

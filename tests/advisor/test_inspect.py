@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from optiwise import knowledge
 from optiwise.advisor.inspect import FAMILIES, family_task, inspect_model
 from tests import models
 
@@ -15,7 +16,7 @@ from tests import models
         (models.TinyResNet, "vision_cnn"),
         (models.DCGANGenerator, "vision_cnn"),
         (models.DCGANDiscriminator, "vision_cnn"),
-        (models.TinyGPT, "language_transformer"),
+        (models.TinyGPT, "causal_transformer"),
         (models.TinyBert, "language_transformer"),
         (models.LSTMLanguageModel, "rnn"),
         (models.TinyViT, "vision_transformer"),
@@ -144,14 +145,10 @@ def test_norm_counts_and_dict_form() -> None:
 
 
 def test_family_task_mapping_and_bad_input() -> None:
-    assert {family_task(f) for f in FAMILIES} <= {
-        "vision_cnn",
-        "vision_transformer",
-        "language_transformer",
-        "rnn",
-        "general",
-        "tabular_mlp",
-    }
+    assert {family_task(f) for f in FAMILIES} <= set(knowledge.TASKS)
+    assert family_task("causal_transformer") == "causal_lm"
+    assert family_task("sparse_embedding") == "recommendation"
+    assert family_task("adapter") == "adapter_fine_tuning"
     with pytest.raises(ValueError, match="Unknown model family 'cnn'"):
         family_task("cnn")
     with pytest.raises(TypeError, match=r"needs an nn\.Module"):
@@ -159,3 +156,93 @@ def test_family_task_mapping_and_bad_input() -> None:
     frozen = nn.Linear(3, 3).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         inspect_model(frozen)
+
+
+@pytest.mark.parametrize(
+    "factory, family",
+    [
+        (models.TinyUNet, "diffusion_unet"),
+        (models.TinyDLRM, "sparse_embedding"),
+        (models.TinyGCN, "graph"),
+        (models.TinyLoRAModel, "adapter"),
+        (models.TinySpeech, "speech"),
+        (models.TinySeq2Seq, "seq2seq_transformer"),
+        (models.CharGRU, "rnn"),
+    ],
+)
+def test_families_of_todays_architectures(factory: type[nn.Module], family: str) -> None:
+    profile = inspect_model(factory())
+    assert profile.family == family, profile.evidence
+
+
+def test_causal_mask_found_as_buffer_tril_call_or_config() -> None:
+    class MaskedAttention(nn.Module):
+        """nanoGPT's older attention: q/k/v projections and a registered tril mask."""
+
+        def __init__(self, d: int = 16, t: int = 8) -> None:
+            super().__init__()
+            self.q, self.k, self.v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+            self.register_buffer("bias", torch.tril(torch.ones(t, t)).view(1, 1, t, t))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            att = self.q(x) @ self.k(x).transpose(-2, -1)
+            t = x.shape[1]
+            att = att.masked_fill(self.bias[0, 0, :t, :t] == 0, float("-inf"))
+            return F.softmax(att, dim=-1) @ self.v(x)
+
+    class Decoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(20, 16)
+            self.attn = MaskedAttention()
+            self.out = nn.Linear(16, 20)
+
+        def forward(self, idx: torch.Tensor) -> torch.Tensor:
+            return self.out(self.attn(self.emb(idx)))
+
+    profile = inspect_model(Decoder())
+    assert profile.family == "causal_transformer"
+    assert any("lower-triangular" in e for e in profile.evidence)
+
+    class Config:
+        is_decoder = False
+        is_encoder_decoder = False
+        architectures: tuple[str, ...] = ("LlamaForCausalLM",)
+
+    bert = models.TinyBert()
+    assert inspect_model(bert).family == "language_transformer"  # no mask: an encoder
+    bert.config = Config()  # type: ignore[assignment]
+    assert inspect_model(bert).family == "causal_transformer"
+    Config.architectures = ("T5ForConditionalGeneration",)
+    Config.is_encoder_decoder = True
+    assert inspect_model(bert).family == "seq2seq_transformer"
+
+
+def test_lookalikes_keep_their_family() -> None:
+    # GroupNorm classifier without attention or up-sampling: still a CNN.
+    gn_cnn = nn.Sequential(
+        nn.Conv2d(3, 16, 3), nn.GroupNorm(4, 16), nn.ReLU(), nn.Conv2d(16, 16, 3),
+        nn.GroupNorm(4, 16), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    )  # fmt: skip
+    assert inspect_model(gn_cnn).family == "vision_cnn"
+    # A frozen backbone under a full-rank trainable head is linear probing, not adapters.
+    probe = models.TinyResNet()
+    for name, p in probe.named_parameters():
+        p.requires_grad_(name.startswith("fc"))
+    assert inspect_model(probe).family != "adapter"
+    # Embeddings without sparse=True are not "sparse".
+    dense = models.TinyDLRM()
+    for t in dense.tables:
+        t.sparse = False
+    assert inspect_model(dense).family == "embedding_heavy"
+    # A single-input MLP that sums over an index is not a graph layer.
+    assert inspect_model(models.PPOPolicy()).family == "mlp"
+
+
+def test_profile_lists_sparse_tables_and_frozen_parameters() -> None:
+    rec = inspect_model(models.TinyDLRM())
+    assert rec.sparse_tables == ("tables.0", "tables.1")
+    lora = models.TinyLoRAModel()
+    profile = inspect_model(lora)
+    frozen = sum(p.numel() for p in lora.parameters() if not p.requires_grad)
+    assert profile.frozen_params == frozen and profile.to_dict()["frozen_params"] == frozen

@@ -152,3 +152,12 @@ def test_constant_lr_only_for_a_single_sgd_over_known_epochs() -> None:
     assert lint_source(manual + LOOP) == []
     flat = sgd + "for x in loader:\n    opt.zero_grad()\n    loss(x).backward()\n    opt.step()\n"
     assert lint_source(flat) == []  # length unknown
+def test_lr_range_accepts_the_task_words_create_optimizer_accepts() -> None:
+    src = (
+        "import optiwise\n"
+        "a = optiwise.create_optimizer('adam', m, lr=1e-2, task='PPO')\n"
+        "b = optiwise.create_optimizer('adam', m, lr=1e-2, task='not-a-task')\n"
+    )
+    hi = knowledge.lr_range("adam", "rl_policy").value[1]
+    assert hi * knowledge.LR_OUT_OF_RANGE_FACTOR.value < 1e-2
+    assert [(f.code, f.line) for f in lint_source(src)] == [("OW201", 2)]

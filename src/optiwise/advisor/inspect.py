@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 from torch import nn
@@ -24,12 +24,22 @@ from torch.nn import functional as F
 from optiwise import knowledge
 from optiwise.params import _NORM_TYPES, block_structure
 
+if TYPE_CHECKING:
+    import torch.fx
+
 __all__ = ["FAMILIES", "Family", "ModelProfile", "family_task", "inspect_model"]
 
 Family = Literal[
     "vision_cnn",
     "vision_transformer",
     "language_transformer",
+    "causal_transformer",
+    "seq2seq_transformer",
+    "diffusion_unet",
+    "speech",
+    "graph",
+    "adapter",
+    "sparse_embedding",
     "rnn",
     "embedding_heavy",
     "mlp",
@@ -42,8 +52,15 @@ _FAMILY_TASK: Mapping[str, str] = MappingProxyType(
         "vision_cnn": "vision_cnn",
         "vision_transformer": "vision_transformer",
         "language_transformer": "language_transformer",
+        "causal_transformer": "causal_lm",
+        "seq2seq_transformer": "translation",
+        "diffusion_unet": "diffusion",
+        "speech": "speech",
+        "graph": "graph",
+        "adapter": "adapter_fine_tuning",
+        "sparse_embedding": "recommendation",
         "rnn": "rnn",
-        "embedding_heavy": "general",
+        "embedding_heavy": "recommendation",
         "mlp": "tabular_mlp",
         "unknown": "general",
     }
@@ -90,6 +107,11 @@ class ModelProfile:
     head:
         Module prefix of the output head (the final linear layer outside the numbered
         blocks, not tied to an embedding), or None.
+    sparse_tables:
+        Names of the ``nn.Embedding`` / ``nn.EmbeddingBag`` modules built with
+        ``sparse=True`` (their gradients are sparse: dense optimizers refuse them).
+    frozen_params:
+        Parameters with ``requires_grad=False`` (a frozen backbone under adapters).
     evidence:
         One line per observation that led to the family.
     """
@@ -103,6 +125,8 @@ class ModelProfile:
     patch_embedding: str | None = None
     n_blocks: int = 0
     head: str | None = None
+    sparse_tables: tuple[str, ...] = ()
+    frozen_params: int = 0
     evidence: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -122,6 +146,8 @@ class ModelProfile:
             "patch_embedding": self.patch_embedding,
             "n_blocks": self.n_blocks,
             "head": self.head,
+            "sparse_tables": list(self.sparse_tables),
+            "frozen_params": self.frozen_params,
             "evidence": list(self.evidence),
         }
 
@@ -169,17 +195,8 @@ def _qkv_layers(module: nn.Module) -> list[nn.Linear] | None:
 
 def _applies_softmax(module: nn.Module) -> bool | None:
     """Whether the module's forward pass applies a softmax (None: could not trace it)."""
-    import inspect as pyinspect
-
-    import torch.fx
-
-    try:
-        params = pyinspect.signature(module.forward).parameters
-        concrete = {
-            name: None for name, p in params.items() if p.default is None and name != "self"
-        }
-        graph = torch.fx.symbolic_trace(module, concrete_args=concrete).graph
-    except Exception:
+    graph = _graph(module)
+    if graph is None:
         return None
     for node in graph.nodes:
         if node.op == "call_function" and node.target in _SOFTMAX_TARGETS:
@@ -315,6 +332,180 @@ def _head(model: nn.Module, blocks: Mapping[str, int | None]) -> tuple[str | Non
 
 
 # --------------------------------------------------------------------------------------------
+# Structure that names a family: causal masks, encoder-decoders, U-Nets, graphs, adapters
+# --------------------------------------------------------------------------------------------
+
+_MASK_FUNCTIONS: tuple[Any, ...] = (torch.tril, torch.triu)
+_MASK_METHODS = ("tril", "triu", "tril_", "triu_")
+# Scatter/gather over an index: how message passing sums neighbours' messages.
+_SCATTER_METHODS = (
+    "index_add",
+    "index_add_",
+    "scatter_add",
+    "scatter_add_",
+    "scatter_reduce",
+    "scatter_reduce_",
+    "index_reduce",
+    "index_reduce_",
+)
+_SCATTER_FUNCTIONS: tuple[Any, ...] = (
+    torch.index_add,
+    torch.scatter_add,
+    torch.scatter_reduce,
+    torch.sparse.mm,
+    torch.spmm,
+)
+
+
+def _graph(module: nn.Module) -> torch.fx.Graph | None:
+    """The module's own forward pass as an fx graph (None: it could not be traced)."""
+    import inspect as pyinspect
+
+    import torch.fx
+
+    try:
+        params = pyinspect.signature(module.forward).parameters
+        concrete = {
+            name: None for name, p in params.items() if p.default is None and name != "self"
+        }
+        return torch.fx.symbolic_trace(module, concrete_args=concrete).graph
+    except Exception:
+        return None
+
+
+def _is_tril_buffer(buf: torch.Tensor) -> bool:
+    if buf.ndim < 2 or buf.shape[-1] != buf.shape[-2] or buf.shape[-1] < 2:
+        return False
+    mat = buf.reshape(-1, buf.shape[-2], buf.shape[-1])[0]
+    nonzero = mat != 0
+    return bool(torch.equal(nonzero, torch.tril(torch.ones_like(nonzero))))
+
+
+def _causal_evidence(model: nn.Module, attention: Mapping[str, nn.Module]) -> str | None:
+    """Why the model is a decoder-only (causal) transformer, or None."""
+    config = getattr(model, "config", None)
+    if config is not None and not getattr(config, "is_encoder_decoder", False):
+        archs = [str(a) for a in (getattr(config, "architectures", None) or [])]
+        if getattr(config, "is_decoder", False) or any(
+            "CausalLM" in a or "LMHead" in a for a in archs
+        ):
+            return "the model's config describes a decoder (is_decoder / a causal-LM head)"
+    for name, module in attention.items():
+        for buf_name, buf in module.named_buffers():
+            if _is_tril_buffer(buf):
+                return f"attention '{name}' holds a lower-triangular (causal) mask '{buf_name}'"
+        graph = _graph(module)
+        if graph is None:
+            continue
+        for node in graph.nodes:
+            if (
+                node.op == "call_function"
+                and node.target is F.scaled_dot_product_attention
+                and node.kwargs.get("is_causal") is True
+            ):
+                return f"attention '{name}' calls scaled_dot_product_attention(is_causal=True)"
+            if node.op == "call_function" and node.target in _MASK_FUNCTIONS:
+                return f"attention '{name}' builds a triangular (causal) mask"
+            if node.op == "call_method" and node.target in _MASK_METHODS:
+                return f"attention '{name}' builds a triangular (causal) mask"
+    return None
+
+
+def _seq2seq_evidence(model: nn.Module) -> str | None:
+    """Why the model is an encoder-decoder transformer, or None."""
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "is_encoder_decoder", False):
+        return "the model's config describes an encoder-decoder (is_encoder_decoder)"
+    if any(isinstance(m, nn.Transformer) for m in model.modules()):
+        return "an nn.Transformer (encoder and decoder stacks)"
+    kinds = {type(m) for m in model.modules()}
+    if nn.TransformerEncoder in kinds and nn.TransformerDecoder in kinds:
+        return "an nn.TransformerEncoder and an nn.TransformerDecoder"
+    return None
+
+
+def _message_passing(model: nn.Module) -> list[str]:
+    """Modules whose forward pass sums messages over an index (graph layers)."""
+    import inspect as pyinspect
+
+    found: list[str] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(f"{n}.") for n in found):
+            continue
+        if callable(getattr(module, "propagate", None)) and callable(
+            getattr(module, "message", None)
+        ):
+            found.append(name)  # the message-passing API (PyTorch Geometric's)
+            continue
+        if not any(True for _ in module.parameters(recurse=False)) and not any(
+            isinstance(m, nn.Linear) for m in module.children()
+        ):
+            continue
+        try:
+            params = pyinspect.signature(module.forward).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        required = [p for p in params if p.default is p.empty and p.kind == p.POSITIONAL_OR_KEYWORD]
+        if len(required) < 2:  # a graph layer takes node features and edges (or adjacency)
+            continue
+        graph = _graph(module)
+        if graph is None:
+            continue
+        for node in graph.nodes:
+            if (node.op == "call_method" and node.target in _SCATTER_METHODS) or (
+                node.op == "call_function" and node.target in _SCATTER_FUNCTIONS
+            ):
+                found.append(name)
+                break
+    return found
+
+
+def _low_rank(param: torch.Tensor) -> bool:
+    if param.ndim != 2:
+        return False
+    small, large = sorted(param.shape)
+    return small <= knowledge.ADAPTER_MAX_RANK_RATIO.value * large
+
+
+def _adapter_evidence(model: nn.Module, trainable: int) -> tuple[str | None, int]:
+    """Why only adapters train (or None), and the frozen parameter count."""
+    seen: set[int] = set()
+    frozen = 0
+    low_rank = 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        if not p.requires_grad:
+            frozen += p.numel()
+        elif _low_rank(p):
+            low_rank += p.numel()
+    total = frozen + trainable
+    if frozen == 0 or trainable > knowledge.ADAPTER_MAX_SHARE.value * total:
+        return None, frozen
+    if low_rank < 0.5 * trainable:
+        return None, frozen
+    return (
+        f"{trainable / total:.2%} of the parameters train, {low_rank / trainable:.0%} of them "
+        f"in low-rank matrices, beside {frozen:,} frozen ones: low-rank adapters (LoRA)",
+        frozen,
+    )
+
+
+def _first_weight_layer(model: nn.Module) -> nn.Module | None:
+    for module in model.modules():
+        if any(True for _ in module.parameters(recurse=False)):
+            return module
+    return None
+
+
+def _upsamples(model: nn.Module) -> bool:
+    return any(
+        isinstance(m, (nn.Upsample, nn.modules.conv._ConvTransposeNd)) for m in model.modules()
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # Classification
 # --------------------------------------------------------------------------------------------
 
@@ -354,12 +545,62 @@ def inspect_model(model: nn.Module) -> ModelProfile:
     if attention and not has["conv"] and not has["recurrent"]:
         # Attention without a conv or recurrent backbone: a transformer, however wide its MLPs.
         has["attention"] = True
+    group_norms = sum(isinstance(m, nn.GroupNorm) for m in model.modules())
+    sparse = tuple(
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse and m.weight.requires_grad
+    )
+    adapter_note, frozen = _adapter_evidence(model, total)
+    first = _first_weight_layer(model)
+    graph_layers = [] if adapter_note else _message_passing(model)
     family: str
-    if has["attention"] and (patch is not None or has["conv"]):
+    if adapter_note is not None:
+        family = "adapter"
+        evidence.append(adapter_note)
+    elif graph_layers:
+        family = "graph"
+        label = ", ".join(graph_layers[:3]) + (", ..." if len(graph_layers) > 3 else "")
+        evidence.append(
+            f"{len(graph_layers)} message-passing module(s) ({label}) sum over an index"
+        )
+    elif (
+        has["conv"]
+        and group_norms
+        and not batch_norms
+        and (attention or _upsamples(model))
+        and patch is None
+    ):
+        family = "diffusion_unet"
+        parts = [f"convolutions hold {pct('conv')}", f"{group_norms} GroupNorm layer(s)"]
+        parts.append("attention blocks" if attention else "up-sampling layers")
+        evidence.append(
+            "a GroupNorm U-Net (" + ", ".join(parts) + ", no BatchNorm): the denoiser of a "
+            "diffusion model"
+        )
+    elif (
+        isinstance(first, nn.Conv1d)
+        and (has["attention"] or has["recurrent"])
+        and not counts["embedding"]
+    ):
+        family = "speech"
+        encoder = "attention" if has["attention"] else "recurrent"
+        evidence.append(
+            f"a Conv1d front-end before a sequence encoder ({encoder} holds {pct(encoder)})"
+        )
+    elif has["attention"] and (patch is not None or has["conv"]):
         family = "vision_transformer"
         if patch is not None:
             evidence.append(f"patch-embedding convolution '{patch}' (kernel == stride)")
         evidence.append(f"attention holds {pct('attention')}; convolutions {pct('conv')}")
+    elif has["attention"] and _seq2seq_evidence(model) is not None:
+        family = "seq2seq_transformer"
+        evidence.append(str(_seq2seq_evidence(model)))
+        evidence.append(f"attention holds {pct('attention')}")
+    elif has["attention"] and _causal_evidence(model, attention) is not None:
+        family = "causal_transformer"
+        evidence.append(str(_causal_evidence(model, attention)))
+        evidence.append(f"attention holds {pct('attention')}")
     elif has["attention"]:
         family = "language_transformer"
         evidence.append(f"attention holds {pct('attention')}")
@@ -373,6 +614,12 @@ def inspect_model(model: nn.Module) -> ModelProfile:
     elif has["conv"]:
         family = "vision_cnn"
         evidence.append(f"convolutions hold {pct('conv')}")
+    elif sparse:
+        family = "sparse_embedding"
+        evidence.append(
+            f"sparse embedding table(s) {', '.join(sparse)} (sparse=True) hold "
+            f"{shares['embedding']:.0%} of the parameters"
+        )
     elif shares["embedding"] > knowledge.EMBEDDING_HEAVY_SHARE.value:
         family = "embedding_heavy"
         evidence.append(f"embedding tables hold {shares['embedding']:.0%} of the parameters")
@@ -402,5 +649,7 @@ def inspect_model(model: nn.Module) -> ModelProfile:
         patch_embedding=patch,
         n_blocks=n_blocks,
         head=head,
+        sparse_tables=sparse,
+        frozen_params=frozen,
         evidence=tuple(evidence),
     )

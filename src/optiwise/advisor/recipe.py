@@ -131,7 +131,17 @@ class Recipe:
         """Keyword arguments of :func:`optiwise.create_scheduler` (empty without a schedule)."""
         if self.schedule is None:
             return {}
-        return {"total_steps": self.total_steps, "warmup": self.warmup_steps}
+        out: dict[str, Any] = {"total_steps": self.total_steps, "warmup": self.warmup_steps}
+        for key, choice in self.choices.items():
+            if key.startswith("schedule.") and key != "schedule.warmup":
+                value = choice.value
+                out[key[len("schedule.") :]] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @property
+    def limits(self) -> str:
+        """When the task family's recipe does not fit (empty when nothing is known)."""
+        return knowledge.task_info(self.task).limits
 
     @property
     def no_decay(self) -> str:
@@ -349,6 +359,7 @@ class Recipe:
             "clip_norm": self.clip_norm,
             "amp": self.amp,
             "ema_decay": self.ema_decay,
+            "limits": self.limits,
             "choices": [plain(c.to_dict()) for c in self.choices.values()],
         }
 
@@ -372,6 +383,8 @@ class Recipe:
         ]
         if self.profile is not None:
             head.append(f"  model: {self.profile.summary()}")
+        if self.limits:
+            head.append(f"  when this recipe does not fit: {self.limits}")
         n = self.profile.n_params if self.profile is not None else self.setup.n_params
         if n is not None:
             head.append(
@@ -448,8 +461,10 @@ def recommend(
     family:
         Model family (:data:`optiwise.advisor.inspect.FAMILIES`); overrides the inspection.
     task:
-        Knowledge task family (e.g. ``"gan"``, ``"rl_policy"``), for what a model cannot
-        show; overrides the family's task.
+        Task family, for what a model cannot show; overrides the family's task.  Any word of
+        :data:`optiwise.knowledge.TASK_SYNONYMS` (``"ppo"``, ``"seq2seq"``, ``"llm"``,
+        ``"lora"``, ``"diffusion"``, ...), in any case; an unknown word raises a ValueError
+        naming the closest ones.
     batch_size:
         Samples per ``backward`` per process.
     epochs, total_steps:
@@ -463,7 +478,9 @@ def recommend(
     pretrained:
         Fine-tuning from pretrained weights.
     priority:
-        ``"final_quality"``, ``"fast_convergence"`` or ``"low_memory"``.
+        ``"final_quality"``, ``"fast_convergence"`` (Muon, or SOAP within a memory budget, for
+        transformer pretraining), ``"low_memory"`` or ``"no_tuning"`` (Prodigy: no LR to
+        tune).
     memory_budget_gb:
         GiB available for fp32 weights, gradients and optimizer state (activations excluded).
     world_size:
@@ -505,7 +522,7 @@ def recommend(
     if family is not None and family not in FAMILIES:
         raise knowledge._unknown("model family", family, list(FAMILIES))
     if task is not None:
-        knowledge.check_task(task)
+        task = knowledge.check_task(task)  # a synonym ("ppo", "seq2seq") names its family
 
     profile = inspect_model(model) if model is not None else None
     if memory_budget_gb is not None and profile is None and n_params is None:

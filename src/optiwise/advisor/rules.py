@@ -37,9 +37,13 @@ __all__ = [
     "warmup_steps",
 ]
 
-PRIORITIES: tuple[str, ...] = ("final_quality", "fast_convergence", "low_memory")
+PRIORITIES: tuple[str, ...] = ("final_quality", "fast_convergence", "low_memory", "no_tuning")
 _TRANSFORMER_TASKS = ("language_transformer", "vision_transformer")
+# Pretraining recipes tuned at large batches: a small batch accumulates to them.
+_PRETRAIN_TASKS = ("language_transformer", "vision_transformer", "causal_lm")
 _ADAM_LIKE = ("adam", "adamw")
+# Optimizers whose LR is Adam's and moves with the model size (lr_for_size).
+_SIZE_SCALED = ("adam", "adamw", "adamw8bit", "nadam", "radam", "muon")
 # The memory ladder for Adam-family recipes, by falling optimizer-state bytes per parameter.
 _LADDER_WITH_LION = ("lion", "adamw8bit", "lion8bit", "adafactor")
 _LADDER = ("adamw8bit", "adafactor")
@@ -267,16 +271,17 @@ def _hparams(setup: Setup, draft: Draft) -> dict[str, Any]:
     info = _info(name)
     dflt = knowledge.defaults(name, task)
     batch = effective_batch(setup, draft)
+    scaling = knowledge.task_info(task).batch_scaling or info.batch_scaling
     out: dict[str, Any] = {}
     for key, fact in dflt.hparams.items():
         if key == "lr":
-            ref, rule = dflt.reference_batch.value, info.batch_scaling.value
+            ref, rule = dflt.reference_batch.value, scaling.value
             scaled = knowledge.scale_lr(fact.value, batch, ref, rule)
             if batch != ref and rule != "none":
                 fact = Fact(
                     scaled,
                     f"{fact.value:g} at batch {ref} ({fact.reason}), scaled by the {rule} "
-                    f"rule to batch {batch} ({info.batch_scaling.reason})",
+                    f"rule to batch {batch} ({scaling.reason})",
                 )
         out[f"optimizer.{key}"] = fact
     draft.drop("optimizer.")
@@ -327,7 +332,20 @@ def _schedule(setup: Setup, draft: Draft) -> dict[str, Any]:
         reason = f"{info.warmup_steps.reason}; {info.warmup_fraction.reason}"
     else:
         reason = f"{info.warmup_fraction.value:.0%} of the run: {info.warmup_fraction.reason}"
-    return {"schedule": info.schedule, "schedule.warmup": Fact(warm, reason)}
+    out: dict[str, Any] = {"schedule": info.schedule, "schedule.warmup": Fact(warm, reason)}
+    for key, fact in info.schedule_extra.items():
+        if key == "milestones":
+            # Fractions of the run, counted from the end of the warmup (the torch schedule
+            # starts after it).
+            steps = (
+                None
+                if total is None or warm is None
+                else [max(1, round(f * total) - warm) for f in fact.value]
+            )
+            out["schedule.milestones"] = Fact(steps, fact.reason)
+        else:
+            out[f"schedule.{key}"] = fact
+    return out
 
 
 def _needs_batch_warmup(setup: Setup, draft: Draft) -> bool:
@@ -368,6 +386,84 @@ def _head_mult() -> Fact[float]:
     return _info("adamw").extra["head_lr_mult"]
 
 
+def _sized(setup: Setup, draft: Draft) -> bool:
+    anchor = knowledge.task_info(draft["task"]).size_anchor
+    return (
+        anchor is not None
+        and _n_params(setup) is not None
+        and draft["optimizer"] in _SIZE_SCALED
+        and "optimizer.lr" in draft
+    )
+
+
+def _table_factor(setup: Setup, draft: Draft) -> float:
+    """GPT-3's LR at this size over its LR at the anchor, with the batch of the table at
+    this size (the recipe's LR was scaled from the anchor's batch)."""
+    info = knowledge.task_info(draft["task"])
+    assert info.size_anchor is not None
+    n = _n_params(setup)
+    assert n is not None
+    lr_n, batch_n = knowledge.gpt3_lr(n)
+    lr_a, batch_a = knowledge.gpt3_lr(info.size_anchor.value)
+    scaling = info.batch_scaling or _info(draft["optimizer"]).batch_scaling
+    return (lr_n / lr_a) * (knowledge.scale_lr(1.0, round(batch_a), round(batch_n), scaling.value))
+
+
+def _size_lr(setup: Setup, draft: Draft) -> dict[str, Any]:
+    info = knowledge.task_info(draft["task"])
+    anchor = info.size_anchor
+    n = _n_params(setup)
+    assert anchor is not None and n is not None
+    lr = float(draft["optimizer.lr"])
+    if info.size_table:
+        lo, hi = knowledge.LR_SIZE_RANGE.value
+        return {"optimizer.lr": min(hi, max(lo, lr * _table_factor(setup, draft)))}
+    return {"optimizer.lr": knowledge.lr_for_size(lr, anchor.value, n)}
+
+
+def _size_reason(setup: Setup, draft: Draft) -> str:
+    info = knowledge.task_info(draft["task"])
+    anchor = info.size_anchor
+    n = _n_params(setup)
+    assert anchor is not None and n is not None
+    b = knowledge.LR_SIZE_EXPONENT
+    lo, hi = knowledge.LR_SIZE_RANGE.value
+    start = (
+        f"{draft['optimizer.lr']:.3g} ({draft.choice('optimizer.lr').reason}) is the LR of a "
+        f"{anchor.value:,}-parameter model ({anchor.reason}); this one has {n:,}"
+    )
+    if info.size_table:
+        lr_n, batch_n = knowledge.gpt3_lr(n)
+        scaling = info.batch_scaling or _info(draft["optimizer"]).batch_scaling
+        moved = (
+            f"kept at this batch ({scaling.reason})"
+            if scaling.value == "none"
+            else f"moved to this batch by the {scaling.value} rule"
+        )
+        return (
+            f"{start}: GPT-3's table gives {lr_n:.3g} at {batch_n:.0f} sequences per batch at "
+            f"this size ({knowledge.GPT3_LR_BY_SIZE.reason}; interpolated in log-log, "
+            f"extrapolated as N^{b.value:g} outside 125M-175B), {moved}, kept within "
+            f"[{lo:g}, {hi:g}]"
+        )
+    return (
+        f"{start}, so x ({n:,} / {anchor.value:,})^{b.value:g} ({b.reason}), kept within "
+        f"[{lo:g}, {hi:g}]"
+    )
+
+
+def _has_sparse_tables(setup: Setup, draft: Draft) -> bool:
+    return setup.profile is not None and bool(setup.profile.sparse_tables)
+
+
+def _task_ema(setup: Setup, draft: Draft) -> bool:
+    return (
+        knowledge.task_info(draft["task"]).ema_decay is not None
+        and setup.priority != "low_memory"
+        and _ema_fits(setup, draft)
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # The rules, in order
 # --------------------------------------------------------------------------------------------
@@ -385,7 +481,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "fine-tuning",
-        lambda s, d: s.pretrained and s.task is None,
+        lambda s, d: s.pretrained and s.task is None and d["task"] != "adapter_fine_tuning",
         lambda s, d: {"task": "fine_tuning"},
         "the model starts from pretrained weights",
         f"{_K}.TASK_INFO['fine_tuning']",
@@ -408,7 +504,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "accumulate-to-pretraining-batch",
         lambda s, d: (
-            d["task"] in _TRANSFORMER_TASKS and s.global_batch < knowledge.MIN_PRETRAIN_BATCH.value
+            d["task"] in _PRETRAIN_TASKS and s.global_batch < knowledge.MIN_PRETRAIN_BATCH.value
         ),
         lambda s, d: {
             "accumulation": Fact(
@@ -480,11 +576,75 @@ RULES: tuple[Rule, ...] = (
         f"{_K}.OPTIMIZERS['adamw8bit']",
     ),
     Rule(
+        "detection-transformer",
+        lambda s, d: (
+            d["task"] == "detection" and s.profile is not None and bool(s.profile.attention)
+        ),
+        lambda s, d: {"optimizer": "adamw"},
+        "a detector with attention (DETR-like) trains with AdamW, not the R-CNN SGD recipe "
+        "(Carion et al. 2020)",
+        f"{_K}.OPTIMIZERS['adamw'].settings['detection']",
+    ),
+    Rule(
         "memory-budget",
         _over_budget,
         _fit_budget,
         _budget_reason,
         f"{_K}.OPTIMIZERS[...].state_bytes",
+    ),
+    Rule(
+        "fast-pretraining-muon",
+        lambda s, d: (
+            s.priority == "fast_convergence"
+            and not s.pretrained
+            and d["task"] in knowledge.MUON_TASKS.value
+            and d["optimizer"] == "adamw"
+        ),
+        lambda s, d: {"optimizer": Fact("muon", knowledge.MUON_TASKS.reason)},
+        lambda s, d: (
+            f"priority is fast convergence on {d['task']} from scratch: "
+            f"{_info('muon').best_for.reason}"
+        ),
+        f"{_K}.MUON_TASKS; {_K}.OPTIMIZERS['muon']",
+    ),
+    Rule(
+        "fast-pretraining-soap",
+        lambda s, d: (
+            s.priority == "fast_convergence"
+            and not s.pretrained
+            and d["task"] in ("causal_lm", "language_transformer")
+            and d["optimizer"] == "muon"
+            and s.memory_budget_gb is not None
+            and _n_params(s) is not None
+            and memory_bytes(_n_params(s) or 0, "soap") <= _budget(s)
+        ),
+        lambda s, d: {"optimizer": knowledge.SOAP_SPEEDUP},
+        lambda s, d: (
+            f"language-model pretraining for fast convergence, and SOAP's "
+            f"{_gib(memory_bytes(_n_params(s) or 0, 'soap'))} fits the "
+            f"{s.memory_budget_gb:g} GiB budget"
+        ),
+        f"{_K}.SOAP_SPEEDUP; {_K}.OPTIMIZERS['soap']",
+    ),
+    Rule(
+        "no-tuning-prodigy",
+        lambda s, d: s.priority == "no_tuning" and d["optimizer"] in _ADAM_LIKE,
+        lambda s, d: {"optimizer": Fact("prodigy", _info("prodigy").best_for.reason)},
+        "priority is no LR tuning: Prodigy estimates its own step size",
+        f"{_K}.OPTIMIZERS['prodigy']",
+    ),
+    Rule(
+        "sparse-embeddings",
+        _has_sparse_tables,
+        lambda s, d: {
+            "optimizer": Fact("sparse_adam_adamw", _info("sparse_adam_adamw").best_for.reason)
+        },
+        lambda s, d: (
+            "the embedding table(s) "
+            f"{', '.join(s.profile.sparse_tables if s.profile else ())} have sparse gradients "
+            "(sparse=True)"
+        ),
+        f"{_K}.OPTIMIZERS['sparse_adam_adamw']",
     ),
     # ---- hyperparameters ----------------------------------------------------------------
     Rule(
@@ -493,6 +653,68 @@ RULES: tuple[Rule, ...] = (
         _hparams,
         lambda s, d: f"{_info(d['optimizer']).display} for {d['task']}",
         f"{_K}.defaults",
+    ),
+    Rule(
+        "prodigy-safeguard-warmup",
+        lambda s, d: d["optimizer"] == "prodigy",
+        lambda s, d: {"optimizer.safeguard_warmup": True},
+        lambda s, d: _info("prodigy").warmup.reason,
+        f"{_K}.OPTIMIZERS['prodigy'].warmup",
+    ),
+    Rule(
+        "encoder-lr-by-batch",
+        lambda s, d: (
+            d["task"] == "language_transformer"
+            and d["optimizer"] in ("adamw", "adamw8bit")
+            and effective_batch(s, d) > knowledge.ROBERTA_LR_BY_BATCH.value[0][0]
+        ),
+        lambda s, d: {
+            "optimizer.lr": Fact(
+                knowledge.roberta_lr(effective_batch(s, d)), knowledge.ROBERTA_LR_BY_BATCH.reason
+            )
+        },
+        lambda s, d: f"an encoder pretrained at batch {effective_batch(s, d)}",
+        f"{_K}.ROBERTA_LR_BY_BATCH; Liu et al. 2019 (RoBERTa)",
+    ),
+    Rule(
+        "lr-by-model-size",
+        _sized,
+        _size_lr,
+        _size_reason,
+        f"{_K}.lr_for_size; {_K}.GPT3_LR_BY_SIZE",
+    ),
+    Rule(
+        "encoder-large-batch-betas",
+        lambda s, d: (
+            d["task"] == "language_transformer"
+            and d["optimizer"] in ("adamw", "adamw8bit")
+            and effective_batch(s, d) >= knowledge.ENCODER_LARGE_BATCH.value
+        ),
+        lambda s, d: {"optimizer.betas": _info("adamw").extra["betas_large_batch_encoder"]},
+        lambda s, d: (
+            f"an encoder pretrained at batch {effective_batch(s, d)} "
+            f"({knowledge.ENCODER_LARGE_BATCH.reason})"
+        ),
+        f"{_K}.ENCODER_LARGE_BATCH; Liu et al. 2019 (RoBERTa)",
+    ),
+    Rule(
+        "contrastive-small-batch-sqrt",
+        lambda s, d: (
+            d["task"] == "contrastive"
+            and d["optimizer"] == "lars"
+            and effective_batch(s, d) <= knowledge.SIMCLR_SQRT_BATCH.value
+        ),
+        lambda s, d: {
+            "optimizer.lr": Fact(
+                knowledge.SIMCLR_SQRT_LR.value * math.sqrt(effective_batch(s, d)),
+                knowledge.SIMCLR_SQRT_LR.reason,
+            )
+        },
+        lambda s, d: (
+            f"batch {effective_batch(s, d)} is small for SimCLR's linear rule "
+            f"({knowledge.SIMCLR_SQRT_BATCH.reason})"
+        ),
+        f"{_K}.SIMCLR_SQRT_BATCH",
     ),
     Rule(
         "small-dataset-weight-decay",
@@ -617,6 +839,13 @@ RULES: tuple[Rule, ...] = (
         f"{_K}.TASK_INFO",
     ),
     Rule(
+        "detection-transformer-clipping",
+        lambda s, d: d["task"] == "detection" and d["optimizer"] == "adamw",
+        lambda s, d: {"clip_norm": _info("adamw").extra["detr_clip_norm"]},
+        "a DETR-like detector",
+        f"{_K}.OPTIMIZERS['adamw'].extra['detr_clip_norm']",
+    ),
+    Rule(
         "precision-advice",
         lambda s, d: s.mixed_precision is None,
         lambda s, d: {"amp": None},
@@ -655,6 +884,16 @@ RULES: tuple[Rule, ...] = (
         "an image model trained from scratch for final quality over a long run "
         f"({knowledge.EMA_MAX_HORIZON_FRACTION.reason})",
         f"{_K}.EMA_DECAY",
+    ),
+    Rule(
+        "ema-task",
+        _task_ema,
+        lambda s, d: {"ema_decay": knowledge.task_info(d["task"]).ema_decay},
+        lambda s, d: (
+            f"part of the {d['task']} reference recipe, and the run is long enough "
+            f"({knowledge.EMA_MAX_HORIZON_FRACTION.reason})"
+        ),
+        f"{_K}.TASK_INFO[...].ema_decay",
     ),
 )
 

@@ -467,8 +467,11 @@ class Analyzer:
             if canon is None or entry is None:
                 return None
             task = self.r.const(args.get("task"), scope) if "task" in args else None
-            if not (task is None or task in knowledge.TASKS):
-                return None
+            if task is not None:
+                try:
+                    task = knowledge.check_task(task)  # a synonym: "ppo" is rl_policy
+                except ValueError:
+                    return None
             given = {
                 k: self.r.const(v, scope)
                 for k, v in args.items()

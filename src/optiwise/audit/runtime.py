@@ -33,7 +33,14 @@ __all__ = [
     "warmup_of",
 ]
 
-_TRANSFORMER_FAMILIES = ("language_transformer", "vision_transformer")
+_TRANSFORMER_FAMILIES = (
+    "language_transformer",
+    "vision_transformer",
+    "causal_lm",
+    "translation",
+    "causal_transformer",
+    "seq2seq_transformer",
+)
 _COUPLED_ADAM = ("adam", "nadam", "radam", "adamax")
 _SEVERITY_ORDER = {s: s.rank for s in Severity}
 

@@ -22,6 +22,7 @@ from optiwise.optim.registry import (
 from optiwise.optim.schedule_free import ScheduleFreeAdamW
 from optiwise.optim.soap import SOAP
 from optiwise.optim.sophia import SophiaG, gnb_hessian, gnb_loss, hutchinson_hessian
+from optiwise.optim.sparse import SparseAdamAdamW
 
 __all__ = [
     "LAMB",
@@ -38,6 +39,7 @@ __all__ = [
     "RegistryEntry",
     "ScheduleFreeAdamW",
     "SophiaG",
+    "SparseAdamAdamW",
     "StateBytes",
     "canonical_name",
     "create_optimizer",

@@ -37,6 +37,7 @@ from optiwise.optim.quantized import AdamW8bit, Lion8bit
 from optiwise.optim.schedule_free import ScheduleFreeAdamW
 from optiwise.optim.soap import SOAP
 from optiwise.optim.sophia import SophiaG
+from optiwise.optim.sparse import SparseAdamAdamW
 from optiwise.params import NoDecayRule, iter_trainable, param_groups
 
 __all__ = [
@@ -566,6 +567,16 @@ register_optimizer(RegistryEntry("prodigy", Prodigy, aliases=("prodigy_adam",)))
 
 # SOAP: Adam in Shampoo's eigenbasis
 register_optimizer(RegistryEntry("soap", SOAP))
+
+# SparseAdam on sparse embedding tables, AdamW on the rest (recommenders)
+register_optimizer(
+    RegistryEntry(
+        "sparse_adam_adamw",
+        SparseAdamAdamW,
+        aliases=("sparseadam_adamw", "sparse_adamw"),
+        takes_model=True,
+    )
+)
 
 # 8-bit AdamW and Lion
 register_optimizer(RegistryEntry("adamw8bit", AdamW8bit, aliases=("adamw_8bit", "adam8bit")))
