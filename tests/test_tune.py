@@ -80,7 +80,7 @@ def test_plan_shapes_and_too_small_budget() -> None:
     small = plan_rungs(200, 200)
     assert len(small.rungs) == 1 and small.rungs[0][1] >= floor
     mid = plan_rungs(300, 300)
-    assert [n for n, _ in mid.rungs] == [5] and mid.extensions == 2
+    assert [n for n, _ in mid.rungs] == [4] and mid.extensions == 1
     assert mid.rungs[0][1] >= floor and mid.steps() <= 300
     with pytest.raises(ValueError, match="too small to tune"):
         plan_rungs(50, 1000)

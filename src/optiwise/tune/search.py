@@ -59,7 +59,7 @@ LossFn = Callable[[Any, Any], torch.Tensor]
 _RUNG_SHAPES: tuple[tuple[tuple[tuple[int, int], ...], int], ...] = (
     (((6, 1), (3, 3), (3, 9)), 2),
     (((6, 1), (3, 3)), 2),
-    (((5, 1),), 2),
+    (((4, 1),), 1),
 )
 #: Log10 spacing of each rung's LRs: half a decade, then a quarter, then a fifth.
 _SPACING = (0.5, 0.25, 0.2)
