@@ -35,6 +35,7 @@ are keyed by a hash of their source, so a changed method re-runs only itself.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/advice_quality.py
     ... --workloads digits-mlp,wine-mlp     # a subset
+    ... --horizons    # how long trials must be: shorter runs' best LR scored on the full run
 
 It writes ``benchmarks/results/advice_quality.json`` and ``.md`` (``--out``).
 """
@@ -765,7 +766,8 @@ def report(result: dict[str, Any], command: str) -> str:
         "every optimizer for the per-workload rows). Leave-one-workload-out: no method uses "
         "a constant fitted on this suite: the horizon exponent is the literature's -1/3 "
         "(knowledge.TUNE_HORIZON_EXPONENT); the 'fitted LOWO' rows instead use the median "
-        "implied exponent of the other workloads.",
+        "implied exponent of the other workloads. (One choice was made on this suite: tune's "
+        "one-rung plan shape, 4 LRs + 1 past an edge, over 5 + 2; see docs/tune.md.)",
         "",
         "| method (per case: workload x optimizer) | in band | median ratio to best |",
         "| --- | --- | --- |",
@@ -837,6 +839,60 @@ def report(result: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+HORIZON_WORKLOADS = (
+    "digits-mlp",
+    "wine-mlp",
+    "breast-cancer-mlp",
+    "diabetes-mlp",
+    "digits-bn-mlp",
+    "mnist-mlp",
+)
+
+
+def horizons(cache: Cache, out: Path) -> str:
+    """How long must trials be?  The oracle's best LR of runs of T/8, T/4 and T/2 steps
+    (its own grid, the schedule compressed by ``recommend`` for that length), moved to T
+    with the library's exponent and scored on the T-step oracle like any method."""
+    rows = []
+    counts = dict.fromkeys((8, 4, 2), 0)
+    for name in HORIZON_WORKLOADS:
+        spec = SPECS[name]
+        for opt in ("adamw", "sgd"):
+            full = Case(spec, opt, cache)
+            full.grid()
+            cells = [f"{name} / {opt}"]
+            for frac in counts:
+                short = Case(dataclasses.replace(spec, steps=spec.steps // frac), opt, cache)
+                short.grid()
+                ks = sorted(short.rows)
+                top = lr_finder.best_lr(
+                    [short.rows[k]["lr"] for k in ks], [short.rows[k]["mean"] for k in ks]
+                )
+                assert top is not None
+                lr = top * frac**LITERATURE_EXPONENT  # (T / h) ** b, h = T / frac
+                hit = full.score(lr)
+                counts[frac] += hit["in_band"]
+                cells.append(f"{lr:.2g}: {_r(hit['ratio'])} {'✓' if hit['in_band'] else '✗'}")
+            rows.append("| " + " | ".join(cells) + " |")
+    n = len(rows)
+    text = "\n".join(
+        [
+            "# How long must trials be? (advice_quality.py --horizons)",
+            "",
+            "The best LR of the oracle grid at T/8, T/4 and T/2 steps, moved to T with "
+            f"exponent {LITERATURE_EXPONENT:.2f}, scored on the T-step oracle (in band: "
+            f"within {BAND}x of its best val loss).",
+            "",
+            "| case | from T/8 | from T/4 | from T/2 |",
+            "| --- | --- | --- | --- |",
+            *rows,
+            f"| in band | {counts[8]}/{n} | {counts[4]}/{n} | {counts[2]}/{n} |",
+        ]
+    )
+    atomic_write_text(out, text + "\n")
+    return text + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", help="comma-separated subset: " + ", ".join(SPECS))
@@ -848,9 +904,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="only the oracle grids and the literature-exponent tune runs (for running "
         "subsets in parallel before one full invocation)",
     )
+    parser.add_argument(
+        "--horizons",
+        action="store_true",
+        help="instead: how good the oracle's best LR of shorter runs is for the full run "
+        "(the tabular workloads)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
+    if args.horizons:
+        out = Path(args.out).with_name("advice_quality_horizons.md")
+        print(horizons(Cache(Path(args.cache)), out), end="")
+        return 0
     names = args.workloads.split(",") if args.workloads else list(SPECS)
     unknown = [n for n in names if n not in SPECS]
     if unknown:
