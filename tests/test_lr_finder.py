@@ -701,6 +701,14 @@ def test_total_steps_moves_the_best_confirmation_to_the_run_length() -> None:
     assert short.recommended.lr != long.recommended.lr
     with pytest.raises(ValueError, match="Invalid total_steps"):
         find_lr(model, src.loss_fn, src.train, "adamw", total_steps=0, **kwargs)
+    # an explicit horizon exponent replaces the knowledge default
+    steep = find_lr(
+        model, src.loss_fn, src.train, "adamw", total_steps=2000, horizon_exponent=-0.8, **kwargs
+    )
+    assert steep.recommended.lr == pytest.approx(top * (2000 / 20) ** -0.8)
+    for bad in (0.5, math.nan, True, "x"):
+        with pytest.raises(ValueError, match="Invalid horizon_exponent"):
+            find_lr(model, src.loss_fn, src.train, "adamw", total_steps=9, horizon_exponent=bad)
 
 
 def test_trial_warmup_and_best_lr() -> None:

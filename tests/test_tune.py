@@ -79,6 +79,9 @@ def test_plan_shapes_and_too_small_budget() -> None:
     assert big.steps() <= 10_000 and big.rungs[-1][1] <= 10_000
     small = plan_rungs(200, 200)
     assert len(small.rungs) == 1 and small.rungs[0][1] >= floor
+    mid = plan_rungs(300, 300)
+    assert [n for n, _ in mid.rungs] == [4] and mid.extensions == 1
+    assert mid.rungs[0][1] >= floor and mid.steps() <= 300
     with pytest.raises(ValueError, match="too small to tune"):
         plan_rungs(50, 1000)
     # a longer budget never plans trials longer than the run itself
@@ -287,3 +290,41 @@ def test_global_rng_is_restored() -> None:
     before = torch.get_rng_state()
     tune(make_mlp, train, loss_fn=F.mse_loss, val_data=val, total_steps=200)
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_horizon_exponent_moves_a_one_rung_choice() -> None:
+    train, val = _data(n=512)
+    kwargs: dict[str, Any] = {"loss_fn": F.mse_loss, "val_data": val, "total_steps": 200}
+    flat = tune(make_mlp, train, horizon_exponent=0.0, **kwargs)
+    steep = tune(make_mlp, train, horizon_exponent=-0.8, **kwargs)
+    fit = steep.fits[steep.optimizer]
+    assert not fit.fitted and fit.slope == -0.8
+    # the same trials; only the extrapolation to the 200-step run differs
+    assert [t.score for t in flat.trials] == [t.score for t in steep.trials]
+    h = fit.horizons[-1]
+    assert flat.lr == pytest.approx(fit.best[-1])
+    assert steep.lr == pytest.approx(fit.best[-1] * (200 / h) ** -0.8)
+    for bad in (0.2, math.inf, False):
+        with pytest.raises(ValueError, match="Invalid horizon_exponent"):
+            tune(make_mlp, train, horizon_exponent=bad, **kwargs)
+
+
+def test_edge_extensions_stay_within_the_budget() -> None:
+    train, val = _data(n=512)
+    # a prior a thousand times too low: the first rung's best sits on its upper edge
+    recipe = optiwise.recommend(make_mlp(0), batch_size=32, total_steps=300)
+    recipe = recipe.with_lr(float(recipe.hparams["lr"]) / 1000, reason="test: far too low")
+    result = tune(
+        make_mlp,
+        train,
+        loss_fn=F.mse_loss,
+        val_data=val,
+        recipe=recipe,
+        total_steps=300,
+        range_test=False,
+    )
+    assert result.spent_steps <= result.budget_steps == 300
+    rung0 = [t for t in result.trials if t.rung == 0]
+    plan = plan_rungs(300, 300)
+    assert len(rung0) > plan.rungs[0][0]  # the grid grew past its edge
+    assert max(t.lr for t in rung0) > float(recipe.hparams["lr"]) * 10

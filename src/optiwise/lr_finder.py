@@ -48,6 +48,7 @@ __all__ = [
     "best_lr",
     "ema_smooth",
     "find_lr",
+    "horizon_exponent_value",
     "register_data_source",
     "suggest_fastai_steep",
     "suggest_minimum",
@@ -221,6 +222,23 @@ def trial_warmup(planned: int, total_steps: int, steps: int) -> int:
         return 0
     floor = min(knowledge.TUNE_WARMUP_FLOOR.value, planned)
     return max(0, min(planned, max(floor, steps // 4), steps // 2))
+
+
+def horizon_exponent_value(value: float | None) -> float:
+    """The horizon exponent ``b`` of ``lr* ~ steps^b`` to use: ``value``, or
+    ``knowledge.TUNE_HORIZON_EXPONENT`` when None; a ValueError unless finite and <= 0."""
+    exponent = knowledge.TUNE_HORIZON_EXPONENT.value if value is None else value
+    if (
+        isinstance(exponent, bool)
+        or not isinstance(exponent, (int, float))
+        or not math.isfinite(exponent)
+        or exponent > 0
+    ):
+        raise ValueError(
+            f"Invalid horizon_exponent: {value!r} (the slope of log LR* against log steps: a "
+            "finite number <= 0, e.g. -0.5; longer runs never want higher LRs)"
+        )
+    return float(exponent)
 
 
 def best_lr(lrs: Sequence[float], scores: Sequence[float]) -> float | None:
@@ -887,6 +905,7 @@ def find_lr(
     confirm: int = 4,
     confirm_steps: int | None = None,
     total_steps: int | None = None,
+    horizon_exponent: float | None = None,
     progress: bool = False,
 ) -> LRFinderResult:
     """Run the LR range test and suggest an LR; leave everything as it was.
@@ -939,6 +958,9 @@ def find_lr(
         and the recommendation is the confirmations' best LR (:func:`best_lr`) moved to the
         run's length by ``knowledge.TUNE_HORIZON_EXPONENT``; without it, a quarter decade
         below the best confirmation (``knowledge.LR_FINDER_BACKOFF``).
+    horizon_exponent:
+        The slope ``b`` of ``lr* ~ steps^b`` that moves the confirmations' best LR to
+        ``total_steps``; default ``knowledge.TUNE_HORIZON_EXPONENT``.  Finite and <= 0.
     progress:
         Show a progress bar on stderr.
 
@@ -959,6 +981,7 @@ def find_lr(
     _check_int("confirm_steps", confirm_steps, 2, "optimizer steps per confirmation run")
     if total_steps is not None:
         _check_int("total_steps", total_steps, 1, "optimizer steps of the planned run")
+    exponent = horizon_exponent_value(horizon_exponent)
     if mode not in ("exp", "linear"):
         raise ValueError(f"Invalid mode: {mode!r} (use 'exp' or 'linear')")
     beta = knowledge.LR_FINDER_SMOOTHING.value if smoothing is None else smoothing
@@ -1043,7 +1066,9 @@ def find_lr(
 
             with bar:
                 confirmations = _search(_anchor(lrs, losses), confirm, run)
-            recommended = _pick(confirmations, suggestions, val_batches is not None, total_steps)
+            recommended = _pick(
+                confirmations, suggestions, val_batches is not None, total_steps, exponent
+            )
             suggestions = {"confirmed": recommended, **suggestions}
         else:
             recommended = suggestions["minimum"]
@@ -1187,6 +1212,7 @@ def _pick(
     suggestions: Mapping[str, Suggestion],
     on_val: bool,
     total_steps: int | None = None,
+    exponent: float | None = None,
 ) -> Suggestion:
     ok = [c for c in runs if not c.diverged]
     if not ok:
@@ -1204,7 +1230,7 @@ def _pick(
     if total_steps is not None:
         top = best_lr([c.lr for c in runs], [c.score for c in runs])
         assert top is not None
-        slope = knowledge.TUNE_HORIZON_EXPONENT.value
+        slope = horizon_exponent_value(exponent)
         lr = top * (max(total_steps, steps) / steps) ** slope
         return Suggestion(
             "confirmed",

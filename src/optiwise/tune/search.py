@@ -42,7 +42,7 @@ from torch import nn
 from optiwise import knowledge
 from optiwise._progress import Progress
 from optiwise.advisor.rules import Choice
-from optiwise.lr_finder import best_lr, trial_warmup
+from optiwise.lr_finder import best_lr, horizon_exponent_value, trial_warmup
 
 if TYPE_CHECKING:
     from optiwise.advisor.recipe import Recipe
@@ -51,16 +51,20 @@ __all__ = ["HorizonFit", "Plan", "Trial", "TuneResult", "plan_rungs", "trial_war
 
 LossFn = Callable[[Any, Any], torch.Tensor]
 
-#: (LR count, trial length as a multiple of the first rung's) of each rung, by plan size.
-_RUNG_SHAPES: tuple[tuple[tuple[int, int], ...], ...] = (
-    ((6, 1), (3, 3), (3, 9)),
-    ((6, 1), (3, 3)),
-    ((5, 1),),
+#: Each plan: the rungs' (LR count, trial length as a multiple of the first rung's), and
+#: how many extra first-rung trials it reserves for a best LR on an edge of the grid; the
+#: first that fits the budget is used.  (A two-rung plan of 4 + 3 trials at 1x and 2x for
+#: budgets of a few hundred steps was measured worse than one rung: a slope fitted over a
+#: factor of 2 in trial length is mostly noise; benchmarks/advice_quality.py.)
+_RUNG_SHAPES: tuple[tuple[tuple[tuple[int, int], ...], int], ...] = (
+    (((6, 1), (3, 3), (3, 9)), 2),
+    (((6, 1), (3, 3)), 2),
+    (((4, 1),), 1),
 )
 #: Log10 spacing of each rung's LRs: half a decade, then a quarter, then a fifth.
 _SPACING = (0.5, 0.25, 0.2)
-#: Extra first-rung trials allowed when the best LR sits on an edge of the grid.
-_EXTENSIONS = 2
+#: Most extra trials per rung past an edge that scores best.
+_MAX_EXTENSIONS = 3
 #: Most steps the range test takes, and its share of the budget.
 _RANGE_STEPS, _RANGE_SHARE = 100, 0.1
 _SOURCE = "optiwise.tune"
@@ -221,7 +225,7 @@ class TuneResult:
     def summary(self) -> str:
         """A short report: the choice, the fit, the cost and the trials."""
         fit = self.fits[self.optimizer]
-        how = "fitted across rungs" if fit.fitted else "knowledge.TUNE_HORIZON_EXPONENT"
+        how = "fitted across rungs" if fit.fitted else "the horizon exponent, one rung"
         lines = [
             f"tuned peak LR {self.lr:.3g} for {self.optimizer}, {self.total_steps} steps",
             "  best LR per rung: "
@@ -341,13 +345,14 @@ def plan_rungs(budget_steps: int, total_steps: int, optimizers: int = 1) -> Plan
     range_steps = min(_RANGE_STEPS, int(per * _RANGE_SHARE))
     if range_steps < floor:
         range_steps = 0
-    for shape in _RUNG_SHAPES:
-        units = sum(n * m for n, m in shape) + _EXTENSIONS
+    for shape, extensions in _RUNG_SHAPES:
+        units = sum(n * m for n, m in shape) + extensions
         for rs in (range_steps, 0):
             h0 = min((per - rs) // units, total_steps // shape[-1][1])
             if h0 >= floor:
-                return Plan(rs, tuple((n, h0 * m) for n, m in shape), _EXTENSIONS)
-    units = _RUNG_SHAPES[-1][0][0] + _EXTENSIONS
+                return Plan(rs, tuple((n, h0 * m) for n, m in shape), extensions)
+    last, extensions = _RUNG_SHAPES[-1]
+    units = last[0][0] + extensions
     raise ValueError(
         f"a budget of {budget_steps} optimizer steps is too small to tune "
         f"{optimizers} optimizer(s): it needs at least {optimizers * units * floor} "
@@ -504,10 +509,10 @@ def _vertex(trials: Sequence[Trial]) -> float | None:
     return best_lr([t.lr for t in trials], [t.score for t in trials])
 
 
-def _slope(horizons: Sequence[int], best: Sequence[float]) -> tuple[float, bool]:
+def _slope(horizons: Sequence[int], best: Sequence[float], prior: float) -> tuple[float, bool]:
     lo, hi = knowledge.TUNE_HORIZON_EXPONENT_RANGE.value
     if len(horizons) < 2:
-        return knowledge.TUNE_HORIZON_EXPONENT.value, False
+        return prior, False
     xs = [math.log(h) for h in horizons]
     ys = [math.log(b) for b in best]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
@@ -689,6 +694,7 @@ def tune(
     storage: str | Path | None = None,
     val_batches: int | None = None,
     range_test: bool = True,
+    horizon_exponent: float | None = None,
     progress: bool = False,
 ) -> TuneResult:
     """Choose the peak LR of a planned run by short trials that mirror it.
@@ -730,6 +736,10 @@ def tune(
     range_test:
         Start with a short LR range test that keeps the first grid below the LRs where the
         loss blows up.
+    horizon_exponent:
+        The slope ``b`` of ``lr* ~ steps^b`` used when the rungs cannot fit their own
+        (a one-rung plan) and to centre each later rung; default
+        ``knowledge.TUNE_HORIZON_EXPONENT``.  Must be finite and <= 0.
     progress:
         Show a progress bar over the budget's steps on stderr.
 
@@ -752,6 +762,7 @@ def tune(
         raise ValueError(
             f"Invalid budget: {budget!r} (a fraction of the planned run's optimizer steps, > 0)"
         )
+    exponent = horizon_exponent_value(horizon_exponent)
     n_val = knowledge.TUNE_VAL_BATCHES.value if val_batches is None else val_batches
     _lr_check("val_batches", n_val, 1, "validation batches per trial score")
     budget_steps = math.floor(budget * total_steps + 1e-9)
@@ -808,6 +819,7 @@ def tune(
                 "seed": seed,
                 "val_batches": n_val,
                 "range_test": range_test,
+                "horizon_exponent": exponent,
             }
         )
         with _quiet_optuna():
@@ -827,7 +839,7 @@ def tune(
             last: dict[str, float] = {}
             with bar:
                 for opt_name, opt_recipe in recipes.items():
-                    fits[opt_name] = _search(run, opt_recipe, opt_name, plan, total_steps, notes)
+                    fits[opt_name] = _search(run, opt_recipe, opt_name, plan, exponent, notes)
                     final = [
                         t
                         for t in run.trials
@@ -928,11 +940,17 @@ def _range_test(run: _Run, recipe: Recipe, steps: int) -> tuple[float | None, fl
 
 
 def _search(
-    run: _Run, recipe: Recipe, name: str, plan: Plan, total_steps: int, notes: list[str]
+    run: _Run,
+    recipe: Recipe,
+    name: str,
+    plan: Plan,
+    exponent: float,
+    notes: list[str],
 ) -> HorizonFit:
     prior = float(recipe.hparams["lr"])
     center = prior
-    n0, h0 = plan.rungs[0]
+    n0 = plan.rungs[0][0]
+    start = run.spent
     if plan.range_steps and not run.train.one_shot:
         blew, anchor = _range_test(run, recipe, plan.range_steps)
         half = 10**0.5
@@ -948,38 +966,45 @@ def _search(
         run.bar.update(plan.range_steps)
     horizons: list[int] = []
     best: list[float] = []
-    rung0 = [run.run(recipe, name, 0, lr, h0) for lr in _grid(center, n0, _SPACING[0])]
-    # grow the first grid past an edge that scored best
-    for _ in range(plan.extensions):
-        ok = sorted((t for t in rung0 if not t.diverged), key=lambda t: t.lr)
-        lrs = sorted(t.lr for t in rung0)
-        step = 10 ** _SPACING[0]
-        if not ok:
-            nxt = lrs[0] / step
+    cap = plan.steps(1)  # this optimizer's share of the budget
+    later = [sum(n * h for n, h in plan.rungs[r + 1 :]) for r in range(len(plan.rungs))]
+
+    def affordable(steps: int, rung: int, extra: int) -> bool:
+        # a reserved extension of the first rung, or one the unspent budget still pays for
+        reserved = rung == 0 and extra < plan.extensions
+        return reserved or run.spent - start + steps + later[rung] <= cap
+
+    for r, (n, h) in enumerate(plan.rungs):
+        if r == 0:
+            grid = _grid(center, n, _SPACING[0])
         else:
-            b = min(ok, key=lambda t: (t.score, t.lr))
-            if b.lr == lrs[0]:
+            slope, _ = _slope(horizons, best, exponent)
+            grid = _grid(best[-1] * (h / horizons[-1]) ** slope, n, _SPACING[r])
+        trials = [run.run(recipe, name, r, lr, h) for lr in grid]
+        # grow the grid past an edge that scored best (the best is not bracketed yet)
+        step = 10 ** _SPACING[r]
+        for extra in range(_MAX_EXTENSIONS):
+            ok = [t for t in trials if not t.diverged]
+            lrs = sorted(t.lr for t in trials)
+            if not ok:
                 nxt = lrs[0] / step
-            elif b.lr == lrs[-1]:
-                nxt = lrs[-1] * step
             else:
+                b = min(ok, key=lambda t: (t.score, t.lr))
+                if b.lr == lrs[0]:
+                    nxt = lrs[0] / step
+                elif b.lr == lrs[-1]:
+                    nxt = lrs[-1] * step
+                else:
+                    break
+            if not affordable(h, r, extra):
                 break
-        rung0.append(run.run(recipe, name, 0, nxt, h0))
-    vertex = _vertex(rung0)
-    if vertex is None:
-        notes.append(f"{name}: every first-rung trial diverged; the lowest LR is kept")
-        vertex = min(t.lr for t in rung0) / 10 ** _SPACING[0]
-    horizons.append(h0)
-    best.append(vertex)
-    for r in range(1, len(plan.rungs)):
-        n, h = plan.rungs[r]
-        slope, _ = _slope(horizons, best)
-        center = best[-1] * (h / horizons[-1]) ** slope
-        trials = [run.run(recipe, name, r, lr, h) for lr in _grid(center, n, _SPACING[r])]
+            trials.append(run.run(recipe, name, r, nxt, h))
         v = _vertex(trials)
         if v is None:
-            v = min(t.lr for t in trials) / 10 ** _SPACING[r]
+            if r == 0:
+                notes.append(f"{name}: every first-rung trial diverged; the lowest LR is kept")
+            v = min(t.lr for t in trials) / step
         horizons.append(h)
         best.append(v)
-    slope, fitted = _slope(horizons, best)
+    slope, fitted = _slope(horizons, best, exponent)
     return HorizonFit(tuple(horizons), tuple(best), slope, fitted)
