@@ -7,6 +7,7 @@ from optiwise.advisor import Recipe, inspect_model, recommend
 from optiwise.audit import Finding, audit
 from optiwise.checkpoint import load_checkpoint, save_checkpoint
 from optiwise.lr_finder import LRFinderResult, find_lr
+from optiwise.monitor import Monitor, diagnose
 from optiwise.optim.memory import StateBytes, state_bytes
 from optiwise.optim.registry import (
     OptimizerSpec,
@@ -23,6 +24,7 @@ from optiwise.tune import TuneResult, tune
 __all__ = [
     "Finding",
     "LRFinderResult",
+    "Monitor",
     "OptimizerSpec",
     "Recipe",
     "StateBytes",
@@ -33,6 +35,7 @@ __all__ = [
     "audit",
     "create_optimizer",
     "create_scheduler",
+    "diagnose",
     "find_lr",
     "get_spec",
     "inspect_model",
