@@ -396,7 +396,6 @@ def _check_warmup(run: _Run) -> Finding | None:
         return None
     start = float(run.loss[0])
     seg = run.smooth[:i_end]
-    raw = run.loss[:i_end]
     rise = float(K.WARMUP_RISE.value)
     peak_i = int(np.nanargmax(np.where(np.isfinite(seg), seg, -np.inf)))
     peak = float(seg[peak_i])

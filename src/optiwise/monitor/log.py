@@ -162,7 +162,7 @@ def _sort(log: RunLog) -> None:
 
 def _read_tensorboard(folder: Path) -> RunLog:
     try:
-        from tensorboard.backend.event_processing.event_accumulator import (  # type: ignore[import-untyped]
+        from tensorboard.backend.event_processing.event_accumulator import (
             EventAccumulator,
         )
     except ImportError:

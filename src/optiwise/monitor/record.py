@@ -70,7 +70,7 @@ class Monitor:
         None keeps the record in memory only.
     scaler:
         The :class:`torch.amp.GradScaler` of a plain fp16 loop (a Stepper's is found by
-        :meth:`attach`): its scale is recorded.
+        :meth:`attach`): its scale after each step's ``scaler.update()`` is recorded.
     batch_size:
         Samples per optimizer step, when known: the noise diagnosis uses it.
     clip_norm:
