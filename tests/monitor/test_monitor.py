@@ -84,9 +84,9 @@ def test_every_records_only_every_nth_step_and_checks_detail_every() -> None:
 def test_bad_inputs_are_refused_with_the_fix() -> None:
     model = mlp(hidden=8)
     opt = torch.optim.Adam(model.parameters())
-    with pytest.raises(ValueError, match="is not an nn.Module"):
+    with pytest.raises(ValueError, match=r"is not an nn\.Module"):
         Monitor(object(), opt)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="is not a torch.optim.Optimizer"):
+    with pytest.raises(ValueError, match=r"is not a torch\.optim\.Optimizer"):
         Monitor(model, object())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="Invalid batch_size: 0"):
         Monitor(model, opt, batch_size=0)
@@ -174,7 +174,7 @@ def test_csv_rows_are_on_disk_before_close_and_a_cut_row_is_ignored(tmp_path: Pa
         load_log(tmp_path / "missing")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ValueError, match="neither monitor.csv nor TensorBoard"):
+    with pytest.raises(ValueError, match=r"neither monitor\.csv nor TensorBoard"):
         load_log(empty)
 
 
@@ -204,7 +204,7 @@ def test_stepper_hook_records_window_loss_preclip_norm_and_skips() -> None:
     assert mon.log.get("grad_norm")[1][:2].tolist() == pytest.approx(norms[:2])  # pre-clip
     assert mon.log.get("skipped")[1].tolist() == [0.0, 0.0, 1.0]
     assert stepper._step_hooks == []  # close() detaches
-    with pytest.raises(ValueError, match="is not an optiwise.Stepper"):
+    with pytest.raises(ValueError, match=r"is not an optiwise\.Stepper"):
         Monitor(model, opt).attach(object())
 
 
