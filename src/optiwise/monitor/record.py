@@ -50,6 +50,26 @@ def _optimizer_name(optimizer: Optimizer) -> str:
     return name or type(optimizer).__name__
 
 
+def _norm_summaries(
+    norms: list[tuple[list[int], Tensor]],
+) -> list[tuple[list[float], float, float]]:
+    """Per record: (per-parameter norms, global norm, count of non-finite ones), computed
+    in one batch for the records with the same parameters."""
+    if not norms:
+        return []
+    if all(len(n[0]) == len(norms[0][0]) for n in norms):
+        table = torch.stack([n[1] for n in norms])
+        totals = torch.linalg.vector_norm(table.double(), dim=1).tolist()
+        bad = (~torch.isfinite(table)).sum(dim=1).tolist()
+        return list(zip(table.tolist(), totals, [float(b) for b in bad], strict=True))
+    out = []
+    for _, n in norms:
+        values = n.tolist()
+        total = math.sqrt(math.fsum(v * v for v in values))
+        out.append((values, total, float(sum(not math.isfinite(v) for v in values))))
+    return out
+
+
 class Monitor:
     """Records a training run and diagnoses it.
 
@@ -183,6 +203,7 @@ class Monitor:
         self._probe_armed_at = 0
         self._probe_handle: Any = None
         self._stepper: Any = None
+        self._uniform_grads: bool | None = None
         self._closed = False
         self._writer: Any = None
         self._csv: Any = None
@@ -254,14 +275,20 @@ class Monitor:
             self._pending_ratio = (idx, diff / base)
 
     def _grad_norms(self) -> tuple[list[int], Tensor] | None:
-        idx = [i for i, p in enumerate(self._params) if p.grad is not None]
+        params = self._params
+        idx = [i for i, p in enumerate(params) if p.grad is not None]
         if not idx:
             return None
-        grads = [g for i in idx if (g := self._params[i].grad) is not None]
-        with torch.no_grad():
-            device = grads[0].device
-            norms = torch.stack([n.float().to(device) for n in torch._foreach_norm(grads)])
-        return idx, norms
+        grads = [g for i in idx if (g := params[i].grad) is not None]
+        norms: list[Tensor] = list(torch._foreach_norm(grads))  # no graph: grads need no grad
+        if self._uniform_grads is None:  # one dtype and device: stack them as they are
+            first = norms[0]
+            self._uniform_grads = all(
+                n.dtype == torch.float32 and n.device == first.device for n in norms
+            )
+        if not self._uniform_grads:
+            norms = [n.float().to(norms[0].device) for n in norms]
+        return idx, torch.stack(norms)
 
     def _probe_hook(self, grad: Tensor) -> None:
         """Runs before a backward pass adds into the probe parameter's ``.grad``: were the
@@ -275,17 +302,24 @@ class Monitor:
         self._buffer.append({"step": step, "probe": 0.0 if cleared else 1.0})
 
     def _arm_probe(self, idx: list[int]) -> None:
+        """Watch the next backward pass (a hook on one small parameter, registered only
+        until then: a tensor hook on every backward would cost more than the rest)."""
         if self._probe is None:
             if not idx:
                 return
             i = min(idx, key=lambda j: self._params[j].numel())
             self._probe = self._params[i]
-            if not self._probe.requires_grad:
-                return
+        if not self._probe.requires_grad or self._probe.grad is None:
+            return
+        self._probe_ref = self._probe.grad
+        self._probe_armed_at = self.step_count
+        if self._probe_handle is None:
             self._probe_handle = self._probe.register_hook(self._probe_hook)
-        if self._probe.grad is not None:
-            self._probe_ref = self._probe.grad
-            self._probe_armed_at = self.step_count
+
+    def _disarm_probe(self) -> None:
+        if self._probe_handle is not None and not self._probe_armed_at:
+            self._probe_handle.remove()
+            self._probe_handle = None
 
     # ----------------------------------------------------------------------------------------
     # Recording
@@ -320,12 +354,14 @@ class Monitor:
                 raise ValueError(
                     f"Invalid loss: shape {tuple(loss.shape)} (must be a scalar; reduce it first)"
                 )
-            loss_value: Tensor | float = loss.detach().reshape(())
+            loss_value: Tensor | float = loss.detach()
         elif isinstance(loss, (int, float)) and not isinstance(loss, bool):
             loss_value = float(loss)
         else:
             raise ValueError(f"Invalid loss: {type(loss).__name__} (pass a scalar tensor or float)")
         self.step_count += 1
+        if self._probe_handle is not None:
+            self._disarm_probe()  # its backward pass has run
         took = self._opt_steps > self._opt_steps_seen if stepped is None else bool(stepped)
         self._opt_steps_seen = self._opt_steps
         if self.step_count % self.every:
@@ -379,57 +415,69 @@ class Monitor:
     def flush(self) -> None:
         """Convert the buffered records into :attr:`log` and write them to the files."""
         buffer, self._buffer = self._buffer, []
-        rows: list[tuple[int, str, float]] = []
+        if not buffer:
+            return
+        out: dict[str, tuple[list[int], list[float]]] = {}
+
+        def put(tag: str, step: int, value: float) -> None:
+            steps, values = out.setdefault(tag, ([], []))
+            steps.append(step)
+            values.append(value)
+
         names = self.param_names
+        losses = [r["loss"] for r in buffer if isinstance(r.get("loss"), Tensor)]
+        loss_values = iter(torch.stack([t.reshape(()) for t in losses]).tolist() if losses else [])
+        norm_values = iter(_norm_summaries([r["norms"] for r in buffer if r.get("norms")]))
         for rec in buffer:
             s = rec["step"]
             if "probe" in rec:
-                rows.append((s, "grads_not_cleared", rec["probe"]))
+                put("grads_not_cleared", s, rec["probe"])
                 continue
             if "val" in rec:
-                rows += [(s, f"val/{k}", v) for k, v in rec["val"].items()]
+                for k, v in rec["val"].items():
+                    put(f"val/{k}", s, v)
                 continue
             loss = rec["loss"]
-            rows.append((s, "loss", float(loss.item()) if isinstance(loss, Tensor) else loss))
-            rows += [(s, f"lr/{g}", lr) for g, lr in enumerate(rec["lrs"])]
-            rows.append((s, "skipped", 1.0 if rec["skipped"] else 0.0))
+            put("loss", s, next(loss_values) if isinstance(loss, Tensor) else loss)
+            for g, lr in enumerate(rec["lrs"]):
+                put(f"lr/{g}", s, lr)
+            put("skipped", s, 1.0 if rec["skipped"] else 0.0)
             if "scale" in rec:
-                rows.append((s, "amp_scale", rec["scale"]))
+                put("amp_scale", s, rec["scale"])
             norms = rec["norms"]
-            values: list[float] = norms[1].tolist() if norms is not None else []
+            total = float("nan")
             if norms is not None:
-                total = math.sqrt(sum(v * v for v in values)) if values else 0.0
-                rows.append(
-                    (s, "nonfinite_grads", float(sum(not math.isfinite(v) for v in values)))
-                )
-            else:
-                total = float("nan")
+                values, total, bad = next(norm_values)
+                put("nonfinite_grads", s, bad)
             given = rec["grad_norm"]
             if given is not None:
                 total = float(given)
             if norms is not None or given is not None:
-                rows.append((s, "grad_norm", total))
+                put("grad_norm", s, total)
             if rec.get("detail"):
                 if norms is not None:
-                    rows.append((s, "grad_missing", float(len(names) - len(values))))
-                    rows += [
-                        (s, f"grad_norm/{names[i]}", v)
-                        for i, v in zip(norms[0], values, strict=False)
-                    ]
+                    put("grad_missing", s, float(len(names) - len(values)))
+                    for i, v in zip(norms[0], values, strict=False):
+                        put(f"grad_norm/{names[i]}", s, v)
                 if "ratio" in rec:
                     idx, ratio = rec["ratio"]
-                    rows += [
-                        (s, f"update_ratio/{names[i]}", v)
-                        for i, v in zip(idx, ratio.tolist(), strict=False)
-                    ]
-        for s, tag, v in rows:
-            self.log.add(tag, s, v)
-        if self._csv is not None and rows:
-            self._csv.write(format_rows(rows))
-            self._csv.flush()
-        if self._writer is not None:
-            for s, tag, v in rows:
-                self._writer.add_scalar(tag, v, s)
+                    for i, v in zip(idx, ratio.tolist(), strict=False):
+                        put(f"update_ratio/{names[i]}", s, v)
+        for tag, (steps, values) in out.items():
+            have = self.log.series.setdefault(tag, ([], []))
+            have[0].extend(steps)
+            have[1].extend(values)
+        if self._csv is not None or self._writer is not None:
+            rows = [
+                (st, tag, v) for tag, (ss, vs) in out.items() for st, v in zip(ss, vs, strict=True)
+            ]
+            rows.sort(key=lambda r: r[0])
+            if self._csv is not None:
+                self._csv.write(format_rows(rows))
+                self._csv.flush()
+            if self._writer is not None:
+                for st, tag, v in rows:
+                    self._writer.add_scalar(tag, v, st)
         self._update_meta()
 
     def _update_meta(self) -> None:
@@ -504,6 +552,7 @@ class Monitor:
             handle.remove()
         if self._probe_handle is not None:
             self._probe_handle.remove()
+            self._probe_handle = None
         if self._stepper is not None:
             self._stepper.remove_step_hook(self._on_stepper_step)
         self._closed = True
