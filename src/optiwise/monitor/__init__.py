@@ -7,6 +7,7 @@ TensorBoard folder) into :class:`~optiwise.Finding` objects, each with a ``cause
 :data:`CAUSES`, in the order to fix them.
 """
 
+from optiwise.monitor.callbacks import hf_callback, lightning_callback
 from optiwise.monitor.diagnose import CAUSES, Cause, diagnose, diagnose_log
 from optiwise.monitor.log import RunLog, load_log
 from optiwise.monitor.plot import plot_log
@@ -19,6 +20,8 @@ __all__ = [
     "RunLog",
     "diagnose",
     "diagnose_log",
+    "hf_callback",
+    "lightning_callback",
     "load_log",
     "plot_log",
 ]

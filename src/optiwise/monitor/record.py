@@ -204,6 +204,7 @@ class Monitor:
         self._probe_handle: Any = None
         self._stepper: Any = None
         self._uniform_grads: bool | None = None
+        self._norms_after_step = False
         self._closed = False
         self._writer: Any = None
         self._csv: Any = None
@@ -254,7 +255,12 @@ class Monitor:
         upcoming = self.step_count + 1
         self._pre_lrs = [float(g["lr"]) for g in optimizer.param_groups]
         if upcoming % self.every == 0:
-            self._pending_norms = self._grad_norms()
+            closure = kwargs.get("closure", args[0] if args else None)
+            # with a closure (LBFGS, Lightning) the gradients are made inside step(): read
+            # them in the post-hook instead
+            self._norms_after_step = closure is not None
+            if not self._norms_after_step:
+                self._pending_norms = self._grad_norms()
         if upcoming % self.detail_every == 0:
             idx = [i for i, p in enumerate(self._params) if p.grad is not None]
             with torch.no_grad():
@@ -262,6 +268,9 @@ class Monitor:
 
     def _post_step(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
         self._opt_steps += 1
+        if self._norms_after_step:
+            self._norms_after_step = False
+            self._pending_norms = self._grad_norms()
         if self._snapshot is None:
             return
         idx, old = self._snapshot
