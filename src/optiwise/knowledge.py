@@ -391,7 +391,8 @@ WEIGHT_DECAY_STEP: Fact[float] = _f(
 LOSS_NOISE: Fact[float] = _f(
     0.5,
     "a loss whose step-to-step deviation from its running median exceeds half the median is "
-    "dominated by mini-batch noise (batch 4 on digits: ~0.6; batch 64: ~0.2)",
+    "dominated by mini-batch noise (Adam on digits: 0.54 at batch 2, 0.41 at batch 4, 0.28 at "
+    "batch 64); below SMALL_BATCH, half of that already counts",
 )
 BATCH_INCREASE: Fact[int] = _f(
     4,

@@ -3,10 +3,11 @@ first, and a healthy run must get no major finding."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from optiwise.audit.findings import Severity
-from optiwise.monitor import CAUSES
+from optiwise.monitor import CAUSES, RunLog, diagnose_log
 from tests.monitor.workloads import PixelRNN, RowTransformer, mlp, train
 
 
@@ -153,3 +154,44 @@ def test_every_cause_is_documented() -> None:
     steps = [c.step for c in CAUSES.values()]
     order = ["learning rate", "numerics", "batch size", "gradients", "optimizer"]
     assert steps == sorted(steps, key=order.index)  # the seeds' debugging order
+
+
+def test_batch_of_two_is_too_noisy() -> None:
+    model = mlp()
+    mon = train(model, torch.optim.Adam(model.parameters(), lr=1e-3), steps=300, batch=2)
+    first, causes = _first(mon)
+    assert first == "batch_too_small", causes
+    assert "raise the batch to 8" in mon.diagnose()[0].fix
+
+
+def test_deep_sigmoid_stack_has_vanishing_gradients() -> None:
+    torch.manual_seed(0)
+    layers: list[torch.nn.Module] = [torch.nn.Linear(64, 32), torch.nn.Sigmoid()]
+    for _ in range(8):
+        layers += [torch.nn.Linear(32, 32), torch.nn.Sigmoid()]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(32, 10))
+    mon = train(model, torch.optim.SGD(model.parameters(), lr=0.1), steps=100)
+    causes = [f.cause for f in mon.diagnose()]
+    assert "vanishing_gradients" in causes, causes
+    f = next(f for f in mon.diagnose() if f.cause == "vanishing_gradients")
+    assert f.data["worst"] == "0.weight"  # the first layer, farthest from the loss
+
+
+def _curve(values: list[float], lr: float = 1e-3) -> RunLog:
+    log = RunLog()
+    for step, v in enumerate(values, start=1):
+        log.add("loss", step, v)
+        log.add("lr/0", step, lr)
+    return log
+
+
+def test_a_flat_second_half_is_a_plateau_and_a_falling_one_is_not() -> None:
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.01, 300)
+    falling = [2.3 - 1.1 * min(1.0, s / 100) + n for s, n in enumerate(noise)]
+    findings = diagnose_log(_curve(falling, lr=0.02))
+    assert [f.cause for f in findings] == ["plateau"]
+    assert findings[0].data["since_step"] == 151
+    assert "0.002" in findings[0].fix  # the LR cut 10x
+    still = [2.3 * 0.997**s + n for s, n in enumerate(noise)]
+    assert diagnose_log(_curve(still)) == []

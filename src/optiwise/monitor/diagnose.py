@@ -293,7 +293,9 @@ def _diverged(run: _Run) -> tuple[int, float] | None:
     limit = float(K.LOSS_DIVERGE.value)
     good = run.smooth[run.good]
     best = np.fmin.accumulate(np.where(np.isfinite(good), good, np.inf))
-    over = np.flatnonzero(np.isfinite(good) & (good > limit * best))
+    start = good[np.isfinite(good)][0] if np.isfinite(good).any() else np.inf
+    # above 4x its best and above where it started: a loss near 0 that turns noisy is not it
+    over = np.flatnonzero(np.isfinite(good) & (good > limit * best) & (good > start))
     if len(over):
         i = int(over[0])
         return i, float(good[i] / best[i])
