@@ -4,6 +4,7 @@ first, and a healthy run must get no major finding."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from optiwise.audit.findings import Severity
@@ -119,12 +120,20 @@ def test_layer_left_out_of_the_optimizer_is_dead() -> None:
     assert set(mon.diagnose()[0].data["not_in_optimizer"]) == {"4.weight", "4.bias"}
 
 
-def test_no_warmup_on_a_transformer_is_ranked_first() -> None:
-    model = RowTransformer(layers=6, dim=64)
-    mon = train(model, torch.optim.Adam(model.parameters(), lr=1e-2), steps=150, batch=32)
+@pytest.mark.parametrize(("layers", "lr"), [(6, 1e-2), (8, 5e-3)])
+def test_no_warmup_on_a_transformer_is_ranked_first(layers: int, lr: float) -> None:
+    model = RowTransformer(layers=layers, dim=64)
+    mon = train(model, torch.optim.Adam(model.parameters(), lr=lr), steps=150, batch=32)
     first, causes = _first(mon)
     assert first == "warmup_missing", causes
-    assert "warmup" in mon.diagnose()[0].fix
+    assert "warmup_steps=10" in mon.diagnose()[0].fix
+
+
+def test_the_same_transformer_with_warmup_is_healthy() -> None:
+    model = RowTransformer(layers=8, dim=64)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    mon = train(model, opt, steps=150, batch=32, warmup=30)
+    assert _major(mon) == []
 
 
 def test_overfitting_on_a_tiny_training_set() -> None:

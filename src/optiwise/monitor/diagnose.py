@@ -152,7 +152,7 @@ _EXPLAINS: dict[str, tuple[str, ...]] = {
         "warmup_missing",
     ),
     "lr_too_low": ("plateau", "vanishing_gradients"),
-    "warmup_missing": ("non_finite", "batch_too_small", "plateau"),
+    "warmup_missing": ("non_finite", "batch_too_small", "plateau", "vanishing_gradients"),
     "exploding_gradients": ("non_finite", "batch_too_small", "plateau"),
     "non_finite": ("plateau", "batch_too_small"),
 }
@@ -344,6 +344,29 @@ def _check_lr_too_high(run: _Run) -> Finding | None:
             _lr_try_lower(run, 10.0),
             data,
         )
+    name, _, rng = _optimizer_lr_facts(run.log)
+    factor_out = float(K.LR_OUT_OF_RANGE_FACTOR.value)
+    if rng is not None and run.peak_lr > factor_out * rng[1]:
+        # the seeds' first check: an LR far above the optimizer's range, with any sign of it
+        blow = _early_blowup(run)
+        signs = []
+        if blow is not None:
+            signs.append(f"the loss blew up to {_fmt(blow[1])} at step {int(run.steps[blow[0]])}")
+        if math.isfinite(ratio) and ratio > high:
+            signs.append(f"steps move the weights by {_fmt(ratio)} of their norm")
+        if _unstable(run, early_end):
+            signs.append("the loss is unstable")
+        if signs:
+            data.update(lr_range=list(rng))
+            return _finding(
+                "lr_too_high",
+                Severity.MAJOR,
+                f"LR {_lr_text(run.peak_lr)} is {_fmt(run.peak_lr / rng[1])}x the top of "
+                f"{name}'s typical range ({_lr_text(rng[0])}-{_lr_text(rng[1])}) and "
+                + "; ".join(signs),
+                _lr_try_lower(run, 10.0),
+                data,
+            )
     if math.isfinite(ratio) and ratio > high and _unstable(run, early_end):
         factor = min(100.0, max(3.0, ratio / target))
         return _finding(
@@ -374,6 +397,11 @@ def _recovered(run: _Run, i: int) -> bool:
     return run.first_bad is None and len(after) > 0 and float(after[-1]) < float(start)
 
 
+def _last_smooth(run: _Run) -> float:
+    s = run.smooth[np.isfinite(run.smooth)]
+    return float(s[-1]) if len(s) else float("nan")
+
+
 def _unstable(run: _Run, after: int) -> bool:
     """The loss after step ``after`` ends well above its best, or spikes far above it."""
     i0 = _index_of_step(run, after)
@@ -385,13 +413,9 @@ def _unstable(run: _Run, after: int) -> bool:
     return float(s[-1]) > (1 + 0.2) * best or float(np.max(raw)) > 2 * float(s[0])
 
 
-def _check_warmup(run: _Run) -> Finding | None:
-    lr0 = [run.log.get(t)[1] for t in run.log.tags("lr/")]
-    if not lr0 or not len(lr0[0]) or not math.isfinite(run.peak_lr) or run.peak_lr <= 0:
-        return None
-    first = max(float(v[0]) for v in lr0 if len(v))
-    if first < 0.9 * run.peak_lr:
-        return None  # the LR ramps up: there is a warmup
+def _early_blowup(run: _Run) -> tuple[int, float] | None:
+    """(index, smoothed loss) of a loss blow-up in the run's early phase without a gradient
+    explosion (clipping is the fix for those)."""
     early = _early_end(run)
     i_end = _index_of_step(run, early)
     if i_end < 3 or run.n < 10:
@@ -402,10 +426,32 @@ def _check_warmup(run: _Run) -> Finding | None:
     peak_i = int(np.nanargmax(np.where(np.isfinite(seg), seg, -np.inf)))
     peak = float(seg[peak_i])
     blew_up = peak > rise * start or (run.first_bad is not None and run.first_bad < i_end)
-    if not blew_up or _spikes(run.log, limit_step=early):
-        return None  # a gradient explosion, not a warmup's case: clipping is the fix
-    if not _recovered(run, peak_i):
+    if not blew_up:
+        # the other form: a jump in the first window of steps after which the run is stuck
+        w = int(K.LOSS_SMOOTHING_WINDOW.value)
+        first = run.loss[:w]
+        j = int(np.nanargmax(np.where(np.isfinite(first), first, -np.inf)))
+        stuck = _last_smooth(run) >= (1 - float(K.MIN_PROGRESS.value)) * start
+        if not (float(first[j]) > float(K.WARMUP_JUMP.value) * start and stuck):
+            return None
+        peak_i, peak = j, float(first[j])
+    if _spikes(run.log, limit_step=early):
         return None
+    return peak_i, peak
+
+
+def _check_warmup(run: _Run) -> Finding | None:
+    lr0 = [run.log.get(t)[1] for t in run.log.tags("lr/")]
+    if not lr0 or not len(lr0[0]) or not math.isfinite(run.peak_lr) or run.peak_lr <= 0:
+        return None
+    first = max(float(v[0]) for v in lr0 if len(v))
+    if first < 0.9 * run.peak_lr:
+        return None  # the LR ramps up: there is a warmup
+    blow = _early_blowup(run)
+    if blow is None:
+        return None
+    peak_i, peak = blow
+    start = float(run.loss[0])
     steps = run.steps[-1]
     warmup = max(
         int(K.TUNE_WARMUP_FLOOR.value), round(float(K.SCHEDULE_WARMUP_FRACTION.value) * steps)
@@ -414,8 +460,12 @@ def _check_warmup(run: _Run) -> Finding | None:
         "warmup_missing",
         Severity.MAJOR,
         f"the run starts at its peak LR {_lr_text(run.peak_lr)} and the loss blows up early "
-        f"(up to {_fmt(peak)} at step {int(run.steps[peak_i])}, from {_fmt(start)}), then "
-        "recovers",
+        f"(up to {_fmt(peak)} at step {int(run.steps[peak_i])}, from {_fmt(start)}), "
+        + (
+            "then recovers"
+            if _recovered(run, peak_i)
+            else f"and never recovers (smoothed loss {_fmt(_last_smooth(run))} at the end)"
+        ),
         f"add a linear warmup of {warmup} steps "
         f"(create_scheduler('warmup_cosine', optimizer, warmup_steps={warmup}, "
         f"total_steps={steps}), {float(K.SCHEDULE_WARMUP_FRACTION.value):.0%} of the run)",
