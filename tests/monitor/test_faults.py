@@ -126,7 +126,7 @@ def test_no_warmup_on_a_transformer_is_ranked_first(layers: int, lr: float) -> N
     mon = train(model, torch.optim.Adam(model.parameters(), lr=lr), steps=150, batch=32)
     first, causes = _first(mon)
     assert first == "warmup_missing", causes
-    assert "warmup_steps=10" in mon.diagnose()[0].fix
+    assert "warmup=10" in mon.diagnose()[0].fix
 
 
 def test_the_same_transformer_with_warmup_is_healthy() -> None:

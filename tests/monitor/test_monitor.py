@@ -292,3 +292,20 @@ def test_stepper_step_hooks_run_before_gradients_are_cleared() -> None:
     assert len(seen) == 1
     with pytest.raises(ValueError, match="is not callable"):
         stepper.add_step_hook(3)  # type: ignore[arg-type]
+
+
+def test_the_monitor_imports_nothing_above_it() -> None:
+    import ast
+
+    root = Path(optiwise.__file__).parent / "monitor"
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert not name.startswith(
+                    ("optiwise.advisor", "optiwise.bench", "optiwise.cli", "optiwise.audit")
+                ), f"{path.name} imports {name}"

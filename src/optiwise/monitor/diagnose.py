@@ -467,7 +467,7 @@ def _check_warmup(run: _Run) -> Finding | None:
             else f"and never recovers (smoothed loss {_fmt(_last_smooth(run))} at the end)"
         ),
         f"add a linear warmup of {warmup} steps "
-        f"(create_scheduler('warmup_cosine', optimizer, warmup_steps={warmup}, "
+        f"(optiwise.create_scheduler('warmup_cosine', optimizer, warmup={warmup}, "
         f"total_steps={steps}), {float(K.SCHEDULE_WARMUP_FRACTION.value):.0%} of the run)",
         {
             "peak_lr": run.peak_lr,
