@@ -204,3 +204,11 @@ def test_a_flat_second_half_is_a_plateau_and_a_falling_one_is_not() -> None:
     assert "0.002" in findings[0].fix  # the LR cut 10x
     still = [2.3 * 0.997**s + n for s, n in enumerate(noise)]
     assert diagnose_log(_curve(still)) == []
+
+
+def test_short_and_all_nan_logs() -> None:
+    for n in (1, 2, 5):
+        assert diagnose_log(_curve([2.0 / s for s in range(1, n + 1)])) == []
+    findings = diagnose_log(_curve([float("nan")] * 30))
+    assert [(f.cause, f.severity) for f in findings] == [("non_finite", Severity.CRITICAL)]
+    assert findings[0].data["first_step"] == 1

@@ -425,7 +425,9 @@ def _early_blowup(run: _Run) -> tuple[int, float] | None:
     rise = float(K.WARMUP_RISE.value)
     peak_i = int(np.nanargmax(np.where(np.isfinite(seg), seg, -np.inf)))
     peak = float(seg[peak_i])
-    blew_up = peak > rise * start or (run.first_bad is not None and run.first_bad < i_end)
+    if not math.isfinite(start):
+        return None  # non-finite from the first step: the numerics check's case
+    blew_up = math.isfinite(peak) and peak > rise * start
     if not blew_up:
         # the other form: a jump in the first window of steps after which the run is stuck
         w = int(K.LOSS_SMOOTHING_WINDOW.value)
