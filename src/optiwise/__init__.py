@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from optiwise.audit import Finding, audit
     from optiwise.checkpoint import load_checkpoint, save_checkpoint
     from optiwise.lr_finder import LRFinderResult, find_lr
+    from optiwise.monitor import Monitor, diagnose
     from optiwise.optim.memory import StateBytes, state_bytes
     from optiwise.optim.registry import (
         OptimizerSpec,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Finding": "optiwise.audit",
     "LRFinderResult": "optiwise.lr_finder",
+    "Monitor": "optiwise.monitor",
     "OptimizerSpec": "optiwise.optim.registry",
     "Recipe": "optiwise.advisor",
     "StateBytes": "optiwise.optim.memory",
@@ -43,6 +45,7 @@ _LAZY = {
     "audit": "optiwise.audit",
     "create_optimizer": "optiwise.optim.registry",
     "create_scheduler": "optiwise.schedules",
+    "diagnose": "optiwise.monitor",
     "find_lr": "optiwise.lr_finder",
     "get_spec": "optiwise.optim.registry",
     "inspect_model": "optiwise.advisor",
@@ -60,6 +63,7 @@ _LAZY = {
 __all__ = [
     "Finding",
     "LRFinderResult",
+    "Monitor",
     "OptimizerSpec",
     "Recipe",
     "StateBytes",
@@ -70,6 +74,7 @@ __all__ = [
     "audit",
     "create_optimizer",
     "create_scheduler",
+    "diagnose",
     "find_lr",
     "get_spec",
     "inspect_model",

@@ -425,6 +425,27 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 1 if failing else 0
 
 
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from optiwise.audit.findings import Severity
+    from optiwise.monitor import diagnose
+
+    findings = diagnose(args.log)
+    failing = [f for f in findings if f.severity.at_least(Severity.MAJOR)]
+    if args.format == "json":
+        print(json.dumps({"findings": [f.to_dict() for f in findings]}, indent=2))
+        return 1 if failing else 0
+    for f in findings:
+        print(f"{f.severity.value:<8} {f.code} {f.cause}: {f.message}")
+        print(f"         fix: {f.fix}")
+    if not findings:
+        print("no finding: the run looks healthy")
+    else:
+        counts = {s.value: sum(f.severity is s for f in findings) for s in Severity}
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        print(f"{len(findings)} finding(s): {summary}")
+    return 1 if failing else 0
+
+
 def _add_model_args(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument(
         "--model",
@@ -966,6 +987,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser(
+        "diagnose",
+        help="say what is wrong with a recorded run (a Monitor CSV or TensorBoard folder); "
+        "exit 1 on critical or major findings",
+    )
+    p.add_argument("log", metavar="LOG", help="monitor.csv, its folder, or a TensorBoard folder")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=_cmd_diagnose)
 
     p = sub.add_parser(
         "find-lr",

@@ -495,6 +495,118 @@ def gpt3_lr(n_params: int) -> tuple[float, float]:
     raise AssertionError(n_params)  # pragma: no cover
 
 
+# --------------------------------------------------------------------------------------------
+# Reading a recorded run (optiwise.monitor's diagnosis)
+# --------------------------------------------------------------------------------------------
+
+UPDATE_RATIO_TARGET: Fact[float] = _f(
+    1e-3,
+    "a healthy step moves each weight matrix by about 1e-3 of its norm (CS231n's rule of "
+    "thumb for the update/weight ratio; 1e-3 to 6e-3 on the healthy digits runs of the tests)",
+)
+UPDATE_RATIO_HIGH: Fact[float] = _f(
+    1e-2,
+    "updates above ~1e-2 of the weight norm per step, sustained, mean the LR is too high: "
+    "the weights are rewritten every ~100 steps (10x CS231n's 1e-3)",
+)
+UPDATE_RATIO_LOW: Fact[float] = _f(
+    1e-4,
+    "updates below ~1e-4 of the weight norm per step (10x under CS231n's 1e-3) move the "
+    "weights by a few percent over a thousand steps: the LR is too low unless the loss falls",
+)
+LOSS_DIVERGE: Fact[float] = _f(
+    4.0,
+    "a smoothed loss above 4x its best (or its start) has diverged: the LR range test's stop "
+    "rule (Smith 2017; fastai, torch-lr-finder)",
+)
+LOSS_SMOOTHING_WINDOW: Fact[int] = _f(
+    10,
+    "a running median over ~10 recorded steps removes mini-batch noise from the loss while "
+    "keeping a divergence or a plateau visible within a few dozen steps",
+)
+MIN_PROGRESS: Fact[float] = _f(
+    0.1,
+    "a run whose smoothed loss falls by less than 10% of its start has not learned: with a "
+    "tiny update ratio the LR is too low; otherwise the loss has plateaued",
+)
+PLATEAU_FRACTION: Fact[float] = _f(
+    0.5,
+    "a plateau is the last half of the run without a 1% improvement of the best smoothed "
+    "loss: long enough not to be noise, early enough that an LR decay still pays",
+)
+PLATEAU_TOLERANCE: Fact[float] = _f(
+    0.01,
+    "improvements below 1% of the loss are within the mini-batch noise of a smoothed curve",
+)
+PLATEAU_LR_FACTOR: Fact[float] = _f(
+    0.1,
+    "on a plateau, cut the LR by 10x (ReduceLROnPlateau's default factor; the step decays "
+    "of ResNet training, He et al. 2016)",
+)
+GRAD_SPIKE: Fact[float] = _f(
+    20.0,
+    "a gradient norm 20x above the median of its neighbouring steps is an explosion, not "
+    "noise: healthy runs of the tests stay under ~5x, an unclipped RNN jumps 100x or more "
+    "(Pascanu et al. 2013 clip such steps)",
+)
+VANISHING_RATIO: Fact[float] = _f(
+    1e-3,
+    "a weight matrix whose gradient is 1000x smaller than the largest layer's hardly "
+    "learns: deep plain sigmoid/tanh stacks show it (Glorot & Bengio 2010)",
+)
+AMP_MAX_SKIP_FRACTION: Fact[float] = _f(
+    0.01,
+    "GradScaler halves the scale on overflow and doubles it after 2000 clean steps, so a "
+    "healthy fp16 run skips ~1 step in 2000 once calibrated; skipping over 1% means the "
+    "gradients themselves overflow fp16",
+)
+AMP_CALIBRATION_STEPS: Fact[int] = _f(
+    25,
+    "GradScaler starts at 2**16 and halves per overflow: the first ~25 steps may be skipped "
+    "while it finds a scale, and do not count as overflow",
+)
+GRADS_NOT_CLEARED_FRACTION: Fact[float] = _f(
+    0.5,
+    "gradients found uncleared before most backward passes after a step are never cleared "
+    "(a missing zero_grad), not a deliberate accumulation window",
+)
+OVERFIT_RISE: Fact[float] = _f(
+    0.1,
+    "a validation loss 10% above its best for the last two evaluations while the training "
+    "loss keeps falling is overfitting, not evaluation noise",
+)
+WEIGHT_DECAY_STEP: Fact[float] = _f(
+    3.0,
+    "against overfitting raise weight decay by ~3x (one half-decade step of a log grid); with "
+    "none, start from the optimizer's default for the task",
+)
+LOSS_NOISE: Fact[float] = _f(
+    0.5,
+    "a loss whose step-to-step deviation from its running median exceeds half the median is "
+    "dominated by mini-batch noise (Adam on digits: 0.54 at batch 2, 0.41 at batch 4, 0.28 at "
+    "batch 64); below SMALL_BATCH, half of that already counts",
+)
+BATCH_INCREASE: Fact[int] = _f(
+    4,
+    "a 4x larger batch (or accumulation over 4 micro-batches) halves the gradient noise's "
+    "standard deviation (it falls as 1/sqrt(batch), McCandlish et al. 2018)",
+)
+WARMUP_EARLY_FRACTION: Fact[float] = _f(
+    0.2,
+    "instability confined to the first ~20% of a run, at an LR that trains well afterwards, "
+    "is what a warmup removes (Liu et al. 2020; Xiong et al. 2020)",
+)
+WARMUP_RISE: Fact[float] = _f(
+    1.2,
+    "an early smoothed loss 20% above the starting loss is a blow-up, not noise",
+)
+WARMUP_JUMP: Fact[float] = _f(
+    1.15,
+    "a loss 15% above its start within the first ~10 steps, after which the run never "
+    "learns, is the collapse a warmup prevents (an 8-layer post-LN transformer on digits at "
+    "Adam 5e-3: 2.44 -> 2.89, then stuck at 2.34; with a 30-step warmup it reaches 0.87)",
+)
+
 NAIVE_SETUPS: Mapping[str, Fact[Mapping[str, Any]]] = MappingProxyType(
     {
         "adam": _f(

@@ -25,7 +25,7 @@ the stepper is built and switched to eval mode only inside :meth:`Stepper.evalua
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -78,6 +78,10 @@ class StepResult:
     micro_batches: int
     nonfinite_param: str | None = None
     scale: float | None = None
+
+
+#: ``hook(result, window_mean_loss)``, see :meth:`Stepper.add_step_hook`.
+StepHook = Callable[["StepResult", Tensor], None]
 
 
 def has_train_eval_modes(optimizer: Any) -> bool:
@@ -268,6 +272,8 @@ class Stepper:
         self.last_result: StepResult | None = None
         self._pending = 0
         self._eval_depth = 0
+        self._step_hooks: list[StepHook] = []
+        self._window_loss: Tensor | None = None
         if has_train_eval_modes(optimizer):
             optimizer.train()  # type: ignore[attr-defined]
 
@@ -331,6 +337,10 @@ class Stepper:
             raise RuntimeError("cannot train inside stepper.evaluate(); leave the block first")
         if self._pending == 0:
             self.optimizer.zero_grad(set_to_none=True)
+            self._window_loss = None
+        if self._step_hooks:
+            part = loss.detach()
+            self._window_loss = part if self._window_loss is None else self._window_loss + part
         scaled = loss / self.accumulation if self.accumulation > 1 else loss
         if self.scaler is not None:
             scaled = self.scaler.scale(scaled)
@@ -372,8 +382,9 @@ class Stepper:
             self.last_nonfinite_param = bad
             if self.scaler is not None:
                 self.scaler.update()  # lowers the scale; nothing else moves
-            self.optimizer.zero_grad(set_to_none=True)
             result = StepResult(False, self.step_count, grad_norm, lrs, window, bad, scale)
+            self._run_step_hooks(result, window)
+            self.optimizer.zero_grad(set_to_none=True)
             self.last_result = result
             return result
 
@@ -386,15 +397,41 @@ class Stepper:
             self.scaler.update()
         else:
             self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
         self.step_count += 1
         if self.scheduler is not None:
             self.scheduler.step()
         if self.ema_model is not None and self.model is not None:
             self.ema_model.update_parameters(self.model)
         result = StepResult(True, self.step_count, grad_norm, lrs, window, None, scale)
+        self._run_step_hooks(result, window)
+        self.optimizer.zero_grad(set_to_none=True)
         self.last_result = result
         return result
+
+    # ----------------------------------------------------------------------------------------
+    # Hooks
+    # ----------------------------------------------------------------------------------------
+
+    def add_step_hook(self, hook: StepHook) -> None:
+        """Call ``hook(result, loss)`` after every closed window (stepped or skipped), before
+        the gradients are cleared; ``loss`` is the window's mean loss (a detached tensor).
+        :class:`optiwise.Monitor` uses it (:meth:`optiwise.Monitor.attach`)."""
+        if not callable(hook):
+            raise ValueError(f"Invalid step hook: {hook!r} is not callable")
+        self._step_hooks.append(hook)
+
+    def remove_step_hook(self, hook: StepHook) -> None:
+        """Stop calling ``hook`` (a no-op when it was not added)."""
+        self._step_hooks = [h for h in self._step_hooks if h is not hook and h != hook]
+
+    def _run_step_hooks(self, result: StepResult, window: int) -> None:
+        if not self._step_hooks:
+            return
+        loss = self._window_loss
+        self._window_loss = None
+        mean = loss / window if loss is not None else torch.tensor(float("nan"))
+        for hook in list(self._step_hooks):
+            hook(result, mean)
 
     def _first_nonfinite(self, params: list[Tensor]) -> str | None:
         """Name of the first parameter (in param-group order) with a non-finite gradient."""

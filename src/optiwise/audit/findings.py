@@ -7,32 +7,14 @@ severities (a linter sees less than a live object).
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
+
+from optiwise._findings import Finding, Severity
 
 __all__ = ["CODES", "Finding", "Rule", "Severity", "rule", "sort_findings"]
-
-
-class Severity(str, enum.Enum):
-    """How bad a finding is; ordered from worst to mildest."""
-
-    CRITICAL = "critical"  # training is broken or silently wrong
-    MAJOR = "major"  # training works but a well-known, large loss in quality or speed
-    MEDIUM = "medium"  # a likely loss; worth changing
-    LOW = "low"  # a small, cheap improvement
-    INFO = "info"  # worth knowing; not necessarily wrong
-
-    @property
-    def rank(self) -> int:
-        """0 for critical ... 4 for info."""
-        return list(Severity).index(self)
-
-    def at_least(self, other: Severity) -> bool:
-        """Whether this severity is as bad as ``other`` or worse."""
-        return self.rank <= other.rank
 
 
 @dataclass(frozen=True)
@@ -45,39 +27,6 @@ class Rule:
     summary: str
     fix: str
     why: str
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One occurrence of a :class:`Rule` (in a live setup, or at a place in a file)."""
-
-    code: str
-    severity: Severity
-    message: str
-    fix: str
-    why: str
-    path: str | None = None
-    line: int | None = None
-    col: int | None = None
-    fixable: Literal["safe", "unsafe"] | None = None
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        """The rule's short name."""
-        return CODES[self.code].name if self.code in CODES else self.code
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (JSON-ready)."""
-        out = asdict(self)
-        out["severity"] = self.severity.value
-        out["name"] = self.name
-        out["data"] = dict(self.data)
-        return out
-
-    def located(self, path: str, line: int, col: int) -> Finding:
-        """This finding at a position in a file."""
-        return replace(self, path=path, line=line, col=col)
 
 
 def _r(code: str, name: str, severity: Severity, summary: str, fix: str, why: str) -> Rule:

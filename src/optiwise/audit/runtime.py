@@ -22,6 +22,7 @@ from torch.optim import lr_scheduler as tls
 from optiwise import knowledge
 from optiwise.advisor.inspect import FAMILIES, ModelProfile, family_task, inspect_model
 from optiwise.audit.findings import Finding, Severity, make_finding
+from optiwise.optim.registry import identify_optimizer
 from optiwise.params import _owners, is_no_decay
 from optiwise.train import has_train_eval_modes
 
@@ -48,36 +49,6 @@ _SEVERITY_ORDER = {s: s.rank for s in Severity}
 # --------------------------------------------------------------------------------------------
 # What is this optimizer / schedule
 # --------------------------------------------------------------------------------------------
-
-
-def identify_optimizer(optimizer: Optimizer) -> str | None:
-    """The registry name of ``optimizer`` (None when it is not a registered kind).
-
-    Built by :func:`optiwise.create_optimizer`: the name it was built under; a torch SGD is
-    ``sgd`` (Nesterov), ``sgd_momentum`` or ``sgd_plain`` by its settings; an Adam with
-    ``decoupled_weight_decay=True`` is ``adamw``.
-    """
-    from optiwise.optim.registry import get_entry, get_spec, list_optimizers
-
-    spec = get_spec(optimizer)
-    if spec is not None:
-        return spec.name
-    cls = type(optimizer)
-    group = optimizer.param_groups[0] if optimizer.param_groups else {}
-    if cls is torch.optim.SGD:
-        if not group.get("momentum", 0):
-            return "sgd_plain"
-        return "sgd" if group.get("nesterov") else "sgd_momentum"
-    if cls is torch.optim.Adam and group.get("decoupled_weight_decay"):
-        return "adamw"
-    entries = [(name, get_entry(name).factory) for name in list_optimizers()]
-    for name, factory in entries:
-        if factory is cls:
-            return name
-    for name, factory in entries:
-        if isinstance(factory, type) and isinstance(optimizer, factory):
-            return name
-    return None
 
 
 def _knowledge_name(name: str) -> str:

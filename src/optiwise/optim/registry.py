@@ -46,6 +46,7 @@ __all__ = [
     "canonical_name",
     "create_optimizer",
     "get_spec",
+    "identify_optimizer",
     "list_optimizers",
     "register_optimizer",
     "registry_name",
@@ -584,3 +585,31 @@ register_optimizer(RegistryEntry("lion8bit", Lion8bit, aliases=("lion_8bit",)))
 
 # Lookahead over every registered optimizer: resolved on lookup ("lookahead_<name>", see
 # canonical_name and _lookahead_entry), so optimizers registered later get it too.
+
+
+def identify_optimizer(optimizer: Optimizer) -> str | None:
+    """The registry name of ``optimizer`` (None when it is not a registered kind).
+
+    Built by :func:`optiwise.create_optimizer`: the name it was built under; a torch SGD is
+    ``sgd`` (Nesterov), ``sgd_momentum`` or ``sgd_plain`` by its settings; an Adam with
+    ``decoupled_weight_decay=True`` is ``adamw``.
+    """
+    spec = get_spec(optimizer)
+    if spec is not None:
+        return spec.name
+    cls = type(optimizer)
+    group = optimizer.param_groups[0] if optimizer.param_groups else {}
+    if cls is torch.optim.SGD:
+        if not group.get("momentum", 0):
+            return "sgd_plain"
+        return "sgd" if group.get("nesterov") else "sgd_momentum"
+    if cls is torch.optim.Adam and group.get("decoupled_weight_decay"):
+        return "adamw"
+    entries = [(name, get_entry(name).factory) for name in list_optimizers()]
+    for name, factory in entries:
+        if factory is cls:
+            return name
+    for name, factory in entries:
+        if isinstance(factory, type) and isinstance(optimizer, factory):
+            return name
+    return None
