@@ -23,7 +23,9 @@ from torch import nn
 from torch.optim import Optimizer
 
 from optiwise.optim import LAMB, LARS, AdamW8bit, Lion, Lion8bit, Lookahead, ScheduleFreeAdamW
+from optiwise.optim.muon import MuonAdamW
 from optiwise.optim.prodigy import Prodigy
+from optiwise.optim.soap import SOAP
 from tests.optim.cases import SophiaGRefreshing
 
 STEPS = 3
@@ -74,6 +76,11 @@ CASES.update(
         "torch_adamw-foreach": lambda ps: torch.optim.AdamW(ps, lr=1e-2, foreach=True),
     }
 )
+#: Optimizers that refuse DTensor parameters (they need whole matrices), by name.
+REFUSED: dict[str, Factory] = {
+    "muon": lambda ps: MuonAdamW(ps, lr=1e-2),
+    "soap": lambda ps: SOAP(ps, lr=1e-2),
+}
 #: Cases whose sharded checkpoint (torch.distributed.checkpoint) must resume exactly.
 CHECKPOINT_CASES = ("lamb-fused", "adamw8bit-fused", "lion8bit-single", "lars-foreach")
 
@@ -178,7 +185,7 @@ def worker(
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
-    results: dict[str, Any] = {"cases": {}, "errors": {}, "checkpoints": {}}
+    results: dict[str, Any] = {"cases": {}, "errors": {}, "checkpoints": {}, "refused": {}}
     try:
         for name in CASES if names is None else names:
             try:
@@ -188,6 +195,12 @@ def worker(
             except Exception as err:  # reported per case by the test
                 results["errors"][name] = "".join(traceback.format_exception(err)).strip()
             dist.barrier()
+        for name, make in REFUSED.items():
+            model, _ = _sharded("torch_adamw-foreach")
+            try:
+                make(model.parameters())
+            except ValueError as err:
+                results["refused"][name] = str(err)
         for name in CHECKPOINT_CASES if checkpoints is None else checkpoints:
             try:
                 directory = str(Path(out) / f"ckpt-{name}")

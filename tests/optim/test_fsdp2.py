@@ -82,3 +82,10 @@ def _four_steps(name: str) -> list[torch.Tensor]:
     model = fsdp2_worker.make_model()
     fsdp2_worker.train(model, fsdp2_worker.CASES[name](model.parameters()), 4)
     return fsdp2_worker.full(model)
+
+
+@pytest.mark.parametrize("name", list(fsdp2_worker.REFUSED))
+def test_whole_matrix_optimizers_refuse_dtensor_parameters(sharded: Any, name: str) -> None:
+    rank0, _ = sharded
+    assert name in rank0["refused"], f"{name} accepted DTensor parameters"
+    assert "DTensor" in rank0["refused"][name] and "DDP" in rank0["refused"][name]
