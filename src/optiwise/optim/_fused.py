@@ -73,6 +73,8 @@ import torch
 import torch.fx.experimental._config as _fx_config
 from torch import Tensor
 
+from optiwise.optim import _dtensor
+
 __all__ = [
     "AUTO_MIN_NUMEL",
     "CHUNK",
@@ -278,16 +280,22 @@ class _FlatSlot:
         keys: Sequence[str],
         optimizer_state: Mapping[Tensor, dict[str, Any]],
         rows: bool = False,
+        originals: Sequence[Tensor] | None = None,
     ) -> _FlatSlot:
-        """Copy the state of ``params`` into new flat buffers; point the optimizer at views."""
+        """Copy the state of ``params`` into new flat buffers; point the optimizer at views.
+
+        ``originals``: the parameters ``optimizer_state`` is keyed by, when ``params`` are
+        their local tensors (DTensor parameters: the views go back as DTensors).
+        """
         layout = _rows if rows else _flat
+        owners = params if originals is None else originals
         state_views: list[list[Tensor]] = []
         state_buffers: list[Tensor] = []
         for key, state in zip(keys, states, strict=True):
             buffer, views = layout(state, state[0].dtype)
             torch._foreach_copy_(views, state)
-            for p, view in zip(params, views, strict=True):
-                optimizer_state[p][key] = view
+            for p, view in zip(owners, views, strict=True):
+                optimizer_state[p][key] = _dtensor.like(p, view)
             state_views.append(views)
             state_buffers.append(buffer)
         param_buffer, param_views = layout(params, params[0].dtype)
@@ -529,7 +537,12 @@ def fused_step(
     """
     if not params:
         return
-    step = _Step(update, params, grads, [list(s) for s in states], hparams)
+    originals = None
+    if _dtensor.any_dtensor(params):  # elementwise: the update runs on each rank's shards
+        originals = list(params)
+        params, grads = _dtensor.locals_(params), _dtensor.locals_(grads)
+        states = [_dtensor.locals_(s) for s in states]
+    step = _Step(update, params, grads, [list(s) for s in states], hparams, originals)
     group = cache.setdefault(group_id, _GroupCache())
     if group.plan is None or not group.plan.fits(params, grads, step.states):
         group.plan = _Plan.build(params, grads, step.states)
@@ -614,7 +627,7 @@ def fused_map(
     -------
     The update's per-tensor outputs in order, or None when it returns nothing.
     """
-    columns = [list(c) for c in tensors]
+    columns = [_dtensor.locals_(c) for c in tensors]
     lists = {k: list(v) for k, v in (per_tensor or {}).items()}
     if not columns[0]:
         return None
@@ -730,8 +743,11 @@ class FusedPasses:
         cache_key: Any,
         strict: bool,
     ) -> None:
-        self.params, self.grads = list(params), list(grads)
-        self.states = [list(s) for s in states]
+        # DTensor parameters: the passes run on each rank's shards, their sums are
+        # all-reduced (run)
+        self.originals = list(params)
+        self.params, self.grads = _dtensor.locals_(params), _dtensor.locals_(grads)
+        self.states = [_dtensor.locals_(s) for s in states]
         self.strict = strict
         self.device = self.params[0].device if self.params else None
         self.slots: list[tuple[list[int], _FlatSlot]] = []
@@ -750,7 +766,10 @@ class FusedPasses:
             sts = [[s[i] for i in index] for s in self.states]
             slot = group.slots.get(signature)
             if slot is None or slot.owner is None or not slot.matches(ps, sts):
-                slot = _FlatSlot.build(ps, gs, sts, keys, optimizer_state, rows=True)
+                slot = _FlatSlot.build(
+                    ps, gs, sts, keys, optimizer_state, rows=True,
+                    originals=[self.originals[i] for i in index],
+                )  # fmt: skip
                 group.slots[signature] = slot
             torch._foreach_copy_(slot.param_views, ps)
             torch._foreach_copy_(slot.grad_views, gs)
@@ -849,7 +868,9 @@ class FusedPasses:
         # rows are summed in fp32 (in vector registers); their sums are added in fp64
         owners, rows = torch.cat([o for o, _ in sums]), torch.cat([r for _, r in sums]).double()
         out = rows.new_zeros((len(self.params), *rows.shape[1:]))
-        return out.index_add_(0, owners, rows)
+        out.index_add_(0, owners, rows)
+        # sums over DTensors' shards: added up over the ranks holding the other shards
+        return _dtensor.all_reduce_sums(self.originals, out)
 
     def _index(self, i: int) -> Tensor:
         return torch.tensor([i], dtype=torch.long, device=self.device)
@@ -886,8 +907,10 @@ class _Step:
         grads: list[Tensor],
         states: list[list[Tensor]],
         hparams: Mapping[str, Any],
+        originals: list[Tensor] | None = None,
     ) -> None:
         self.update, self.params, self.grads, self.states = update, params, grads, states
+        self.originals = originals  # the DTensor parameters whose local tensors are params
         self.args = _Args(hparams)
         self.flags = self.args.flags
         self.scalars = self.args.scalars
@@ -915,7 +938,10 @@ class _Step:
             sts = self.states if every else [[s[i] for i in index] for s in self.states]
             slot = group.slots.get(signature)
             if slot is None or not slot.matches(ps, sts):
-                slot = _FlatSlot.build(ps, gs, sts, keys, optimizer_state)
+                owners = self.originals
+                if owners is not None and not every:
+                    owners = [owners[i] for i in index]
+                slot = _FlatSlot.build(ps, gs, sts, keys, optimizer_state, originals=owners)
                 group.slots[signature] = slot
             torch._foreach_copy_(slot.param_views, ps)
             torch._foreach_copy_(slot.grad_views, gs)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from optiwise.optim import _dtensor
 from optiwise.optim._validation import validate_hparams
 from optiwise.optim.multi import MultiOptimizer
 from optiwise.params import _EMBEDDING_TYPES, _WEIGHT_LAYER_TYPES, _owners
@@ -152,6 +153,13 @@ class MuonAdamW(MultiOptimizer):
             muon_groups += to_muon
             adamw_groups += to_adamw
         children: dict[str, Optimizer] = {}
+        if any(_dtensor.any_dtensor(g["params"]) for g in muon_groups):
+            raise ValueError(
+                "MuonAdamW does not support DTensor parameters (FSDP2 fully_shard, tensor "
+                "parallelism): torch.optim.Muon orthogonalizes whole matrices, and each rank "
+                "holds a shard; train under DDP, or pick an elementwise optimizer (adamw, "
+                "lion, lamb, adamw8bit) for FSDP2"
+            )
         if muon_groups:
             children["muon"] = torch.optim.Muon(
                 muon_groups,

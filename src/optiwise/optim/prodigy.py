@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from optiwise.optim import _dtensor
 from optiwise.optim._base import OptiwiseOptimizer, StateKind
 from optiwise.optim._validation import check_positive, check_range, validate_hparams
 
@@ -225,6 +226,12 @@ class Prodigy(OptiwiseOptimizer):
             work.append((group, params, grads))
             if float(group["lr"]) <= 0 or not params:
                 continue
+            if _dtensor.any_dtensor(params):
+                self._sharded_estimate(
+                    group, params, grads, d=d, dlr=d * float(group["lr"]) * bias, beta1=beta1,
+                    beta2=beta2, beta3=beta3, numerator=numerator, denominator=denominator,
+                )  # fmt: skip
+                continue
             real = self._real_views  # complex tensors as (real, imaginary) pairs
             prodigy_estimate(
                 real(params), real(grads), self._exp_avgs(params, beta1),
@@ -257,6 +264,36 @@ class Prodigy(OptiwiseOptimizer):
                 decoupled_decay=group["weight_decay"] if group["decouple"] else 0.0,
             )  # fmt: skip
         return loss
+
+    def _sharded_estimate(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        *,
+        numerator: Tensor,
+        denominator: Tensor,
+        **hparams: Any,
+    ) -> None:
+        """:func:`prodigy_estimate` for DTensor parameters (FSDP2): each rank updates its
+        shards and sums its part of each tensor's dot product and ``||s||_1``; the parts are
+        all-reduced, so every rank gets the same ``d`` (equal to one process's to rounding:
+        the shards' sums are added in another order)."""
+        sums = torch.zeros((len(params), 2), dtype=torch.float64, device=numerator.device)
+        exp_avgs = self._exp_avgs(params, hparams["beta1"])
+        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+            state = self.state[p]
+            prodigy_estimate(
+                [_dtensor.local(p)], [_dtensor.local(g)],
+                None if exp_avgs is None else [_dtensor.local(exp_avgs[i])],
+                [_dtensor.local(state["exp_avg_sq"])], [_dtensor.local(state["s"])],
+                [_dtensor.local(state["p0"])], d0=group["d0"],
+                safeguard_warmup=group["safeguard_warmup"], numerator=sums[i, 0],
+                denominator=sums[i, 1], **hparams,
+            )  # fmt: skip
+        _dtensor.all_reduce_sums(params, sums)
+        numerator.add_(sums[:, 0].sum())
+        denominator.add_(sums[:, 1].sum())
 
     def _exp_avgs(self, params: list[Tensor], beta1: float) -> list[Tensor] | None:
         if beta1 == 0:

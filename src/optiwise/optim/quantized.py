@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from optiwise import knowledge
-from optiwise.optim import _native
+from optiwise.optim import _dtensor, _native
 from optiwise.optim._base import OptiwiseOptimizer, StateKind
 from optiwise.optim._fused import check_fused_args
 from optiwise.optim._kernels import (
@@ -112,6 +112,8 @@ class _Blockwise8bit(OptiwiseOptimizer):
         ]
         for group, (params, grads), fused in zip(self.param_groups, tensors, native, strict=True):
             fp, q = self._gather(group, params, grads)
+            if _dtensor.any_dtensor(params):  # each rank steps its shards
+                fp, q = self._local_lists(fp, group), self._local_lists(q, group)
             beta1, beta2 = group["betas"]
             hp: dict[str, Any] = dict(
                 lr=float(group["lr"]),
@@ -205,19 +207,39 @@ class _Blockwise8bit(OptiwiseOptimizer):
         state = self.state[param]
         for key in self.counters:
             state[key] = 0
+        # the whole tensor's size decides, so that every rank of a DTensor has one layout
         if param.numel() >= group["min_8bit_numel"]:
-            blocks = _num_blocks(param.numel(), group["block_size"])
             for name, signed in self.moments:
                 dtype = torch.int8 if signed else torch.uint8
-                state[f"{name}_codes"] = torch.zeros(param.shape, dtype=dtype, device=param.device)
-                state[f"{name}_absmax"] = torch.zeros(
-                    blocks, dtype=torch.float32, device=param.device
+                state[f"{name}_codes"] = torch.zeros_like(
+                    param, dtype=dtype, memory_format=torch.contiguous_format
                 )
+                state[f"{name}_absmax"] = _absmax_zeros(param, group["block_size"])
         else:  # fp32, or the parameter's dtype when it is wider (float64)
             dtype = torch.promote_types(param.dtype, torch.float32)
             for name, _ in self.moments:
-                state[name] = torch.zeros(param.shape, dtype=dtype, device=param.device)
+                state[name] = torch.zeros_like(
+                    param, dtype=dtype, memory_format=torch.contiguous_format
+                )
         return state
+
+    def _local_lists(
+        self, lists: dict[str, list[Any]], group: Mapping[str, Any]
+    ) -> dict[str, list[Any]]:
+        """``lists`` of DTensors as each rank's local tensors: the blocks of a shard are
+        the first ``ceil(shard numel / block_size)`` entries of its absmax."""
+        out = {k: _dtensor.locals_(v) if v and isinstance(v[0], Tensor) else v
+               for k, v in lists.items()}  # fmt: skip
+        block_size = group["block_size"]
+        for name, _ in self.moments:
+            key = f"{name}_absmax"
+            if not out[key]:  # the fp32-state lists
+                continue
+            out[key] = [
+                a[: _num_blocks(p.numel(), block_size)]
+                for a, p in zip(out[key], out["params"], strict=True)
+            ]
+        return out
 
     def _gather(
         self, group: Mapping[str, Any], params: list[Tensor], grads: list[Tensor]
@@ -284,7 +306,7 @@ class _Blockwise8bit(OptiwiseOptimizer):
             )
         if keys == fp32:
             return
-        blocks = _num_blocks(param.numel(), block_size)
+        blocks = _absmax_numel(param, block_size)
         for moment, signed in self.moments:
             codes, absmax = state[f"{moment}_codes"], state[f"{moment}_absmax"]
             dtype = torch.int8 if signed else torch.uint8
@@ -300,6 +322,25 @@ class _Blockwise8bit(OptiwiseOptimizer):
                     f"{prefix}: {moment}_absmax must be float32 of shape ({blocks},) "
                     f"({param.numel()} elements in blocks of {block_size}), got {got}"
                 )
+
+
+def _absmax_numel(param: Tensor, block_size: int) -> int:
+    """Length of ``param``'s absmax: one per block; for a DTensor sharded over ``k``
+    ranks, ``k`` times the blocks of its largest shard (each rank's blocks start its
+    shard, the smaller shards' last entries stay unused)."""
+    if not _dtensor.is_dtensor(param):
+        return _num_blocks(param.numel(), block_size)
+    shards, largest = _dtensor.largest_shard(param)
+    return shards * _num_blocks(largest, block_size)
+
+
+def _absmax_zeros(param: Tensor, block_size: int) -> Tensor:
+    """A zero fp32 absmax for ``param`` (see :func:`_absmax_numel`): for a DTensor, one
+    sharded like it over the same ranks, each rank's local part its largest shard's blocks."""
+    if not _dtensor.is_dtensor(param):
+        blocks = _num_blocks(param.numel(), block_size)
+        return torch.zeros(blocks, dtype=torch.float32, device=param.device)
+    return _dtensor.blocks_like(param, _absmax_numel(param, block_size))
 
 
 class AdamW8bit(_Blockwise8bit):

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from optiwise.optim import _dtensor
 from optiwise.optim._base import OptiwiseOptimizer, StateKind
 from optiwise.optim._validation import check_range, validate_hparams
 
@@ -242,6 +243,13 @@ class SOAP(OptiwiseOptimizer):
             maximize=maximize,
         )
         super().__init__(params, defaults)
+        if any(_dtensor.any_dtensor(g["params"]) for g in self.param_groups):
+            raise ValueError(
+                "SOAP does not support DTensor parameters (FSDP2 fully_shard, tensor "
+                "parallelism): its preconditioner takes eigenvectors of whole matrices, and "
+                "each rank holds a shard; train under DDP, or pick an elementwise optimizer "
+                "(adamw, lion, lamb, adamw8bit) for FSDP2"
+            )
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
