@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from optiwise.audit import Finding, audit
     from optiwise.checkpoint import load_checkpoint, save_checkpoint
     from optiwise.lr_finder import LRFinderResult, find_lr
-    from optiwise.monitor import Monitor, diagnose
+    from optiwise.monitor.diagnose import diagnose
+    from optiwise.monitor.record import Monitor
     from optiwise.optim.memory import StateBytes, state_bytes
     from optiwise.optim.registry import (
         OptimizerSpec,

@@ -152,6 +152,8 @@ def test_constant_lr_only_for_a_single_sgd_over_known_epochs() -> None:
     assert lint_source(manual + LOOP) == []
     flat = sgd + "for x in loader:\n    opt.zero_grad()\n    loss(x).backward()\n    opt.step()\n"
     assert lint_source(flat) == []  # length unknown
+
+
 def test_lr_range_accepts_the_task_words_create_optimizer_accepts() -> None:
     src = (
         "import optiwise\n"
