@@ -152,3 +152,36 @@ def test_accelerate_fabric_and_deepspeed_return_the_same_objects() -> None:
         "for x in loader:\n    model(x).sum().backward()\n    opt.step()\n"
     )
     assert codes(ds) == ["OW501"]
+
+
+EPOCHS_CALL_TRAIN = """
+import torch
+def train(model, optimizer, loader):
+    for x in loader:
+        optimizer.zero_grad()
+        model(x).sum().backward()
+        optimizer.step()
+opt = torch.optim.AdamW(groups, lr=1e-3)
+sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=1000)
+for epoch in range(10):
+    train(model, opt, loader)
+    sched.step()
+"""
+
+
+def test_schedules_are_checked_against_steps_in_called_functions() -> None:
+    (f,) = lint_source(EPOCHS_CALL_TRAIN)
+    assert f.code == "OW303" and f.line == 12  # OneCycleLR stepped per epoch
+    before = EPOCHS_CALL_TRAIN.replace(
+        "OneCycleLR(opt, max_lr=1e-3, total_steps=1000)", "StepLR(opt, 3)"
+    )
+    before = before.replace(
+        "    train(model, opt, loader)\n    sched.step()\n",
+        "    sched.step()\n    train(model, opt, loader)\n",
+    )
+    (g,) = lint_source(before)
+    assert g.code == "OW304" and g.line == 11
+    good = EPOCHS_CALL_TRAIN.replace(
+        "OneCycleLR(opt, max_lr=1e-3, total_steps=1000)", "StepLR(opt, 3)"
+    )
+    assert lint_source(good) == []

@@ -167,10 +167,13 @@ class Event:
     key: str | None = None  # the receiver (optimizer, scheduler or scaler) as dumped AST
     via_scaler: str | None = None  # opt_step through scaler.step(opt); backward on scaled
     obj: Obj | None = None
+    site: tuple[int, int] | None = None  # inlined from a called function: the call's place
 
     @property
-    def pos(self) -> tuple[int, int]:
-        return (getattr(self.node, "lineno", 0), getattr(self.node, "col_offset", 0))
+    def pos(self) -> tuple[int, int, int, int]:
+        """Order in the unit: the call site first for events of a called function."""
+        here = (getattr(self.node, "lineno", 0), getattr(self.node, "col_offset", 0))
+        return (*self.site, *here) if self.site else (*here, 0, 0)
 
 
 def _dump(expr: ast.AST) -> str:
@@ -233,6 +236,7 @@ class Analyzer:
             if isinstance(c.func, ast.Attribute)
             and c.func.attr in ("parameters", "named_parameters")
         }
+        self._inlining: set[int] = set()
         self.scaler_keys = self._duck_scalers()
         self.zero_grad_defs = self._zero_grad_defs()
 
@@ -1062,6 +1066,31 @@ class Analyzer:
         events.sort(key=lambda e: e.pos)
         return events
 
+    def _inline(
+        self, call: ast.Call, loops: tuple[ast.AST, ...], cond: bool, out: list[Event]
+    ) -> bool:
+        """The events of a function of this file called inside a loop, as if its body ran
+        there (``for epoch ...: train(model, optimizer)`` then ``scheduler.step()``)."""
+        if not loops or not isinstance(call.func, ast.Name) or len(self._inlining) >= 2:
+            return False
+        bs = self.r.lookup(call.func.id, self.r.scope_at(call))
+        if len(bs) != 1 or bs[0].kind != "def":
+            return False
+        fn = bs[0].node
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or id(fn) in self._inlining:
+            return False
+        self._inlining.add(id(fn))
+        try:
+            inner: list[Event] = []
+            self._collect(fn.body, loops, cond, inner)
+        finally:
+            self._inlining.discard(id(fn))
+        site = (call.lineno, call.col_offset)
+        for e in inner:
+            e.site = e.site or site
+        out.extend(inner)
+        return True
+
     def _collect(
         self, body: Sequence[ast.stmt], loops: tuple[ast.AST, ...], cond: bool, out: list[Event]
     ) -> None:
@@ -1077,6 +1106,8 @@ class Analyzer:
             ):
                 out.append(Event("zero_grad", stmt, loops, cond))
             for call in self.r.stmt_calls.get(stmt, ()):
+                if self._inline(call, loops, cond, out):
+                    continue
                 ev = self._classify(call, loops, cond)
                 if ev is not None:
                     out.append(ev)
