@@ -4,9 +4,9 @@ For each workload (optiwise's benchmark workloads, e.g. ``fmnist-mlp``, ``fmnist
 ``digits-mlp``), a round trains ``--steps`` steps of AdamW twice from the same weights and
 batches (in a plain loop, or with ``--stepper`` through an optiwise.Stepper, to which the
 monitor attaches): once plain, once with a Monitor (default ``every=1, detail_every=10``;
-in memory, or writing CSV + TensorBoard with ``--log-dir``), in alternating order. The ratio of the two
-wall times is taken per round, and the median over ``--repeat`` rounds is reported with its
-range, so that other processes on a shared machine slow both sides alike.
+in memory, or writing CSV + TensorBoard with ``--log-dir``), in alternating order. The ratio
+of the two wall times is taken per round, and the median over ``--repeat`` rounds is
+reported with its range, so that other processes on a shared machine slow both sides alike.
 
 Usage::
 
