@@ -2,10 +2,11 @@
 
 For each workload (optiwise's benchmark workloads, e.g. ``fmnist-mlp``, ``fmnist-cnn``,
 ``digits-mlp``), a round trains ``--steps`` steps of AdamW twice from the same weights and
-batches: once plain, once with a Monitor (default ``every=1, detail_every=10``; in memory, or
-writing CSV + TensorBoard with ``--log-dir``), in alternating order. The ratio of the two
-wall times is taken per round, and the median over ``--repeat`` rounds is reported with its
-range, so that other processes on a shared machine slow both sides alike.
+batches (in a plain loop, or with ``--stepper`` through an optiwise.Stepper, to which the
+monitor attaches): once plain, once with a Monitor (default ``every=1, detail_every=10``;
+in memory, or writing CSV + TensorBoard with ``--log-dir``), in alternating order. The ratio
+of the two wall times is taken per round, and the median over ``--repeat`` rounds is
+reported with its range, so that other processes on a shared machine slow both sides alike.
 
 Usage::
 
@@ -25,6 +26,7 @@ from typing import Any
 
 import torch
 
+from optiwise import Stepper
 from optiwise.bench.workloads import get_workload
 from optiwise.monitor import Monitor
 
@@ -38,11 +40,18 @@ def _run(
     loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
     batches: list[Any],
     monitor_kw: dict[str, Any] | None,
+    stepper: bool = False,
 ) -> float:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     monitor = Monitor(model, opt, **monitor_kw) if monitor_kw is not None else None
+    step = Stepper(opt, model=model) if stepper else None
+    if step is not None and monitor is not None:
+        monitor.attach(step)
     start = time.perf_counter()
     for batch in batches:
+        if step is not None:
+            step.backward(loss_fn(model, batch))
+            continue
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(model, batch)
         loss.backward()
@@ -58,7 +67,13 @@ def _run(
 
 
 def measure(
-    name: str, steps: int, repeat: int, every: int, detail_every: int, log_dir: str | None
+    name: str,
+    steps: int,
+    repeat: int,
+    every: int,
+    detail_every: int,
+    log_dir: str | None,
+    stepper: bool = False,
 ) -> dict[str, Any]:
     """Per-round monitored/plain time ratios on workload ``name``."""
     problem = get_workload(name).build(seed=0, limit=2048)
@@ -73,7 +88,7 @@ def measure(
         order = [None, kw] if r % 2 == 0 else [kw, None]
         times: dict[bool, float] = {}
         for mkw in order:
-            times[mkw is not None] = _run(copy.deepcopy(base), problem.loss, batches, mkw)
+            times[mkw is not None] = _run(copy.deepcopy(base), problem.loss, batches, mkw, stepper)
         ratios.append(times[True] / times[False])
         plain_times.append(times[False] / steps)
     return {
@@ -93,11 +108,22 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=1)
     parser.add_argument("--detail-every", type=int, default=10)
     parser.add_argument("--log-dir", default=None, help="write CSV + TensorBoard under here")
+    parser.add_argument(
+        "--stepper", action="store_true", help="train with an optiwise.Stepper on both sides"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"{'workload':<14} {'step ms':>8} {'monitored/plain':>16} {'range':>16}")
     for name in args.workloads.split(","):
-        m = measure(name, args.steps, args.repeat, args.every, args.detail_every, args.log_dir)
+        m = measure(
+            name,
+            args.steps,
+            args.repeat,
+            args.every,
+            args.detail_every,
+            args.log_dir,
+            args.stepper,
+        )
         print(
             f"{m['workload']:<14} {m['step_ms']:>8.2f} {m['ratio']:>16.3f} "
             f"{m['min']:>7.3f}-{m['max']:<8.3f}"

@@ -203,6 +203,8 @@ def test_stepper_hook_records_window_loss_preclip_norm_and_skips() -> None:
     assert math.isinf(v[2]) or math.isnan(v[2])
     assert mon.log.get("grad_norm")[1][:2].tolist() == pytest.approx(norms[:2])  # pre-clip
     assert mon.log.get("skipped")[1].tolist() == [0.0, 0.0, 1.0]
+    nonfinite = mon.log.get("nonfinite_grads")[1].tolist()
+    assert nonfinite[:2] == [0.0, 0.0] and nonfinite[2] >= 1  # measured on the skipped step
     assert stepper._step_hooks == []  # close() detaches
     with pytest.raises(ValueError, match=r"is not an optiwise\.Stepper"):
         Monitor(model, opt).attach(object())

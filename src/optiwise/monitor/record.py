@@ -204,6 +204,7 @@ class Monitor:
         self._probe_handle: Any = None
         self._stepper: Any = None
         self._uniform_grads: bool | None = None
+        self._norms_every_step = True
         self._norms_after_step = False
         self._closed = False
         self._writer: Any = None
@@ -254,7 +255,9 @@ class Monitor:
     def _pre_step(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
         upcoming = self.step_count + 1
         self._pre_lrs = [float(g["lr"]) for g in optimizer.param_groups]
-        if upcoming % self.every == 0:
+        if upcoming % self.every == 0 and (
+            self._norms_every_step or upcoming % self.detail_every == 0
+        ):
             closure = kwargs.get("closure", args[0] if args else None)
             # with a closure (LBFGS, Lightning) the gradients are made inside step(): read
             # them in the post-hook instead
@@ -378,8 +381,8 @@ class Monitor:
             return
         norms = self._pending_norms if took else None
         self._pending_norms = None
-        if norms is None:  # a skipped step: the (non-finite) gradients are still there
-            norms = self._grad_norms()
+        if norms is None and (not took or self._norms_every_step):
+            norms = self._grad_norms()  # a skipped step: the (non-finite) gradients are there
         lrs = self._pre_lrs if took and self._pre_lrs is not None else None
         if lrs is None:
             lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
@@ -461,6 +464,8 @@ class Monitor:
             given = rec["grad_norm"]
             if given is not None:
                 total = float(given)
+                if norms is None:  # the stepper's norm stands for the per-parameter ones
+                    put("nonfinite_grads", s, 0.0 if math.isfinite(total) else 1.0)
             if norms is not None or given is not None:
                 put("grad_norm", s, total)
             if rec.get("detail"):
@@ -485,9 +490,20 @@ class Monitor:
                 self._csv.write(format_rows(rows))
                 self._csv.flush()
             if self._writer is not None:
-                for st, tag, v in rows:
-                    self._writer.add_scalar(tag, v, st)
+                self._write_tensorboard(rows)
         self._update_meta()
+
+    def _write_tensorboard(self, rows: list[tuple[int, str, float]]) -> None:
+        """One event per step holding all of its scalars (what add_scalar writes one by one,
+        at a fraction of the cost)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        writer = self._writer._get_file_writer()
+        by_step: dict[int, list[Any]] = {}
+        for st, tag, v in rows:
+            by_step.setdefault(st, []).append(Summary.Value(tag=tag, simple_value=v))
+        for st, values in by_step.items():
+            writer.add_summary(Summary(value=values), st)
 
     def _update_meta(self) -> None:
         never = (
@@ -520,6 +536,9 @@ class Monitor:
         if stepper.clip_norm is not None:
             self.log.meta["clip_norm"] = stepper.clip_norm
         self._stepper = stepper
+        # the stepper measures the global norm of every step: the monitor reads the
+        # gradients itself only on detailed and skipped steps
+        self._norms_every_step = False
         stepper.add_step_hook(self._on_stepper_step)
         self._write_meta()
         return self
