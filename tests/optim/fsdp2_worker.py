@@ -171,6 +171,31 @@ def _checkpoint(name: str, directory: str) -> dict[str, list[torch.Tensor]]:
     return {"straight": straight, "resumed": full(model)}
 
 
+def partial_grad_step(name: str, sharded: bool) -> list[torch.Tensor]:
+    """One step of case ``name`` on a 64x32 parameter whose gradient is given as a Partial
+    DTensor (each rank holds half of it, as tensor parallelism leaves gradients), or, with
+    ``sharded=False``, on the whole tensors in one process."""
+    g = torch.Generator().manual_seed(7)
+    weight, grad = torch.randn(64, 32, generator=g), torch.randn(64, 32, generator=g)
+    if not sharded:
+        param = nn.Parameter(weight)
+        param.grad = grad
+        CASES[name]([param]).step()
+        return [param.detach().clone()]
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor, Partial, Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (2,))
+    param = nn.Parameter(distribute_tensor(weight, mesh, [Shard(0)]))
+    param.grad = DTensor.from_local(grad / 2, mesh, [Partial()], run_check=False)
+    CASES[name]([param]).step()
+    return [param.detach().full_tensor()]
+
+
+#: Cases stepped on a Partial gradient (:func:`partial_grad_step`).
+PARTIAL_CASES = ("lion-fused", "adamw8bit-fused", "lamb-fused")
+
+
 def worker(
     rank: int,
     store: str,
@@ -185,7 +210,13 @@ def worker(
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
-    results: dict[str, Any] = {"cases": {}, "errors": {}, "checkpoints": {}, "refused": {}}
+    results: dict[str, Any] = {
+        "cases": {},
+        "errors": {},
+        "checkpoints": {},
+        "refused": {},
+        "partial": {},
+    }
     try:
         for name in CASES if names is None else names:
             try:
@@ -195,6 +226,11 @@ def worker(
             except Exception as err:  # reported per case by the test
                 results["errors"][name] = "".join(traceback.format_exception(err)).strip()
             dist.barrier()
+        for name in PARTIAL_CASES:
+            try:
+                results["partial"][name] = partial_grad_step(name, sharded=True)
+            except Exception as err:
+                results["errors"][f"partial:{name}"] = "".join(traceback.format_exception(err))
         for name, make in REFUSED.items():
             model, _ = _sharded("torch_adamw-foreach")
             try:

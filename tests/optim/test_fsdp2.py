@@ -89,3 +89,13 @@ def test_whole_matrix_optimizers_refuse_dtensor_parameters(sharded: Any, name: s
     rank0, _ = sharded
     assert name in rank0["refused"], f"{name} accepted DTensor parameters"
     assert "DTensor" in rank0["refused"][name] and "DDP" in rank0["refused"][name]
+
+
+@pytest.mark.parametrize("name", fsdp2_worker.PARTIAL_CASES)
+def test_partial_gradients_are_placed_as_their_parameters(sharded: Any, name: str) -> None:
+    """A Partial gradient's local tensor is not a shard of the gradient: the step places it
+    as its (sharded) parameter first, and equals the step on the whole tensors."""
+    rank0, _ = sharded
+    key = f"partial:{name}"
+    assert key not in rank0["errors"], rank0["errors"][key]
+    _check(name, rank0["partial"][name], fsdp2_worker.partial_grad_step(name, sharded=False))

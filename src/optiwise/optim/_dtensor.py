@@ -30,6 +30,7 @@ __all__ = [
     "largest_shard",
     "like",
     "local",
+    "local_grads",
     "locals_",
     "sharded_dims",
 ]
@@ -143,3 +144,17 @@ def blocks_like(param: Any, numel: int) -> Tensor:
     value = torch.zeros(numel // shards, dtype=torch.float32, device=local(param).device)
     meta = TensorMeta(torch.Size((numel,)), (1,), torch.float32)
     return DTensor(value, DTensorSpec(spec.mesh, placements, tensor_meta=meta), requires_grad=False)
+
+
+def local_grads(params: Sequence[Any], grads: Sequence[Any]) -> list[Tensor]:
+    """The local tensors of ``grads``, each first placed as its parameter when it is not
+    (e.g. a Partial gradient of tensor parallelism: its local tensor is not a shard of the
+    gradient), so that an elementwise update of the shards is the update of the tensor."""
+    if not any_dtensor(grads):
+        return list(grads)
+    out = []
+    for p, g in zip(params, grads, strict=True):
+        if is_dtensor(g) and is_dtensor(p) and g.placements != p.placements:
+            g = g.redistribute(p.device_mesh, p.placements)
+        out.append(local(g))
+    return out

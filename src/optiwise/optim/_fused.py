@@ -540,7 +540,7 @@ def fused_step(
     originals = None
     if _dtensor.any_dtensor(params):  # elementwise: the update runs on each rank's shards
         originals = list(params)
-        params, grads = _dtensor.locals_(params), _dtensor.locals_(grads)
+        params, grads = _dtensor.locals_(params), _dtensor.local_grads(params, grads)
         states = [_dtensor.locals_(s) for s in states]
     step = _Step(update, params, grads, [list(s) for s in states], hparams, originals)
     group = cache.setdefault(group_id, _GroupCache())
@@ -746,7 +746,7 @@ class FusedPasses:
         # DTensor parameters: the passes run on each rank's shards, their sums are
         # all-reduced (run)
         self.originals = list(params)
-        self.params, self.grads = _dtensor.locals_(params), _dtensor.locals_(grads)
+        self.params, self.grads = _dtensor.locals_(params), _dtensor.local_grads(params, grads)
         self.states = [_dtensor.locals_(s) for s in states]
         self.strict = strict
         self.device = self.params[0].device if self.params else None

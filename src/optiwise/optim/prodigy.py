@@ -281,10 +281,11 @@ class Prodigy(OptiwiseOptimizer):
         the shards' sums are added in another order)."""
         sums = torch.zeros((len(params), 2), dtype=torch.float64, device=numerator.device)
         exp_avgs = self._exp_avgs(params, hparams["beta1"])
-        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+        local_grads = _dtensor.local_grads(params, grads)
+        for i, (p, g) in enumerate(zip(params, local_grads, strict=True)):
             state = self.state[p]
             prodigy_estimate(
-                [_dtensor.local(p)], [_dtensor.local(g)],
+                [_dtensor.local(p)], [g],
                 None if exp_avgs is None else [_dtensor.local(exp_avgs[i])],
                 [_dtensor.local(state["exp_avg_sq"])], [_dtensor.local(state["s"])],
                 [_dtensor.local(state["p0"])], d0=group["d0"],

@@ -230,6 +230,7 @@ class _Blockwise8bit(OptiwiseOptimizer):
         the first ``ceil(shard numel / block_size)`` entries of its absmax."""
         out = {k: _dtensor.locals_(v) if v and isinstance(v[0], Tensor) else v
                for k, v in lists.items()}  # fmt: skip
+        out["grads"] = _dtensor.local_grads(lists["params"], lists["grads"])
         block_size = group["block_size"]
         for name, _ in self.moments:
             key = f"{name}_absmax"
