@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 from torch.optim import Optimizer
 
 from optiwise.optim import (
@@ -32,6 +33,7 @@ from optiwise.optim.multi import MultiOptimizer
 from optiwise.optim.muon import MuonAdamW
 from optiwise.optim.prodigy import Prodigy
 from optiwise.optim.soap import SOAP
+from optiwise.optim.sparse import SparseAdamAdamW
 from tests.optim.demo_optimizer import DemoMomentum
 
 
@@ -369,6 +371,20 @@ CASES += [
         strict_load=False,
         complex=None,
         registered=("muon",),
+    )
+]
+
+# SparseAdam on sparse tables + AdamW on the rest: the battery's model has no sparse table,
+# so every tensor goes to the AdamW child (tests/optim/test_sparse*.py covers the split)
+CASES += [
+    Case(
+        "sparse_adam_adamw",
+        lambda ps, **kw: SparseAdamAdamW(ps, **{"lr": 1e-2, "model": nn.Module(), **kw}),
+        maximize=False,
+        foreach=False,
+        strict_load=False,
+        complex=None,
+        registered=("sparse_adam_adamw",),
     )
 ]
 

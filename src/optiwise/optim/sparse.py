@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from optiwise.optim._validation import check_positive, validate_hparams
+from optiwise.optim._validation import validate_hparams
 from optiwise.optim.multi import MultiOptimizer
 
 __all__ = ["SparseAdamAdamW", "sparse_tables"]
@@ -58,15 +58,14 @@ class SparseAdamAdamW(MultiOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1e-3,
+        lr: float | Tensor = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         *,
         model: nn.Module | None = None,
     ) -> None:
-        check_positive("learning rate", lr)
-        validate_hparams({"betas": betas, "eps": eps, "weight_decay": weight_decay})
+        validate_hparams({"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
         if model is None:
             raise ValueError(
                 "SparseAdamAdamW needs model= to find the sparse embedding tables "
