@@ -297,8 +297,9 @@ class Monitor:
             return
         with torch.no_grad():
             new = [self._params[i].detach() for i in idx]
-            diff = torch.stack(torch._foreach_norm(torch._foreach_sub(new, old)))
             base = torch.stack(torch._foreach_norm(old)).clamp_min(1e-12)
+            torch._foreach_sub_(old, new)  # the snapshot is ours: the update in place
+            diff = torch.stack(torch._foreach_norm(old))
             self._pending_ratio = (idx, diff / base)
 
     def _grad_norms(self) -> tuple[list[int], list[Tensor]] | None:
