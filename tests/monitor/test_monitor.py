@@ -61,6 +61,36 @@ def test_plain_loop_records_loss_lr_norms_and_update_ratios() -> None:
     mon.close()
 
 
+class _ClearsGradsSGD(torch.optim.SGD):
+    """SGD that zeroes the gradients it stepped with (as an optimizer may change them)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[no-untyped-def]
+        out = super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad.zero_()
+        return out
+
+
+def test_gradients_are_read_before_the_step_without_a_closure() -> None:
+    model = mlp(hidden=16)
+    opt = _ClearsGradsSGD(model.parameters(), lr=0.1)
+    mon = Monitor(model, opt)
+    x, y = _batch(0)
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    total = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()])
+    )
+    opt.step()
+    mon.step(loss)
+    mon.flush()
+    assert total > 0
+    assert mon.log.get("grad_norm")[1].tolist() == pytest.approx([float(total)])
+
+
 def test_every_records_only_every_nth_step_and_checks_detail_every() -> None:
     model = mlp(hidden=8)
     opt = torch.optim.Adam(model.parameters())

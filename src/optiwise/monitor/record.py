@@ -51,23 +51,36 @@ def _optimizer_name(optimizer: Optimizer) -> str:
 
 
 def _norm_summaries(
-    norms: list[tuple[list[int], Tensor]],
+    norms: list[tuple[list[int], list[Tensor]]],
 ) -> list[tuple[list[float], float, float]]:
     """Per record: (per-parameter norms, global norm, count of non-finite ones), computed
     in one batch for the records with the same parameters."""
     if not norms:
         return []
-    if all(len(n[0]) == len(norms[0][0]) for n in norms):
-        table = torch.stack([n[1] for n in norms])
+    width = len(norms[0][0])
+    if all(len(n[0]) == width for n in norms):
+        table = torch.stack([t for n in norms for t in n[1]]).reshape(len(norms), width)
         totals = torch.linalg.vector_norm(table.double(), dim=1).tolist()
         bad = (~torch.isfinite(table)).sum(dim=1).tolist()
         return list(zip(table.tolist(), totals, [float(b) for b in bad], strict=True))
     out = []
     for _, n in norms:
-        values = n.tolist()
+        values = torch.stack(n).tolist()
         total = math.sqrt(math.fsum(v * v for v in values))
         out.append((values, total, float(sum(not math.isfinite(v) for v in values))))
     return out
+
+
+def _floats(values: list[Tensor | float]) -> list[float]:
+    """Floats of numbers and scalar tensors, the tensors converted in one batch."""
+    tensors = [v for v in values if isinstance(v, Tensor)]
+    if not tensors:
+        return [float(v) for v in values]
+    table = torch.stack([t if t.ndim == 0 else t.reshape(()) for t in tensors]).double()
+    if len(tensors) == len(values):
+        return table.tolist()
+    converted = iter(table.tolist())
+    return [next(converted) if isinstance(v, Tensor) else float(v) for v in values]
 
 
 class Monitor:
@@ -194,7 +207,8 @@ class Monitor:
         self._opt_steps = 0
         self._opt_steps_seen = 0
         self._pre_lrs: list[float] | None = None
-        self._pending_norms: tuple[list[int], Tensor] | None = None
+        self._pending_norms: tuple[list[int], list[Tensor]] | None = None
+        self._all_idx = list(range(len(self._params)))
         self._snapshot: tuple[list[int], list[Tensor]] | None = None
         self._pending_ratio: tuple[list[int], Tensor] | None = None
         self._buffer: list[dict[str, Any]] = []
@@ -258,7 +272,8 @@ class Monitor:
         if upcoming % self.every == 0 and (
             self._norms_every_step or upcoming % self.detail_every == 0
         ):
-            closure = kwargs.get("closure", args[0] if args else None)
+            # args[0] is the optimizer itself, args[1] a positional closure
+            closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
             # with a closure (LBFGS, Lightning) the gradients are made inside step(): read
             # them in the post-hook instead
             self._norms_after_step = closure is not None
@@ -282,16 +297,21 @@ class Monitor:
             return
         with torch.no_grad():
             new = [self._params[i].detach() for i in idx]
-            diff = torch.stack(torch._foreach_norm(torch._foreach_sub(new, old)))
             base = torch.stack(torch._foreach_norm(old)).clamp_min(1e-12)
+            torch._foreach_sub_(old, new)  # the snapshot is ours: the update in place
+            diff = torch.stack(torch._foreach_norm(old))
             self._pending_ratio = (idx, diff / base)
 
-    def _grad_norms(self) -> tuple[list[int], Tensor] | None:
+    def _grad_norms(self) -> tuple[list[int], list[Tensor]] | None:
+        """Each gradient's norm, as 0-d tensors (stacked in batches by :meth:`flush`)."""
         params = self._params
-        idx = [i for i, p in enumerate(params) if p.grad is not None]
-        if not idx:
+        grads = [g for p in params if (g := p.grad) is not None]
+        if not grads:
             return None
-        grads = [g for i in idx if (g := params[i].grad) is not None]
+        if len(grads) == len(params):
+            idx = self._all_idx
+        else:
+            idx = [i for i, p in enumerate(params) if p.grad is not None]
         norms: list[Tensor] = list(torch._foreach_norm(grads))  # no graph: grads need no grad
         if self._uniform_grads is None:  # one dtype and device: stack them as they are
             first = norms[0]
@@ -300,7 +320,7 @@ class Monitor:
             )
         if not self._uniform_grads:
             norms = [n.float().to(norms[0].device) for n in norms]
-        return idx, torch.stack(norms)
+        return idx, norms
 
     def _probe_hook(self, grad: Tensor) -> None:
         """Runs before a backward pass adds into the probe parameter's ``.grad``: were the
@@ -436,47 +456,15 @@ class Monitor:
             steps.append(step)
             values.append(value)
 
-        names = self.param_names
-        losses = [r["loss"] for r in buffer if isinstance(r.get("loss"), Tensor)]
-        loss_values = iter(torch.stack([t.reshape(()) for t in losses]).tolist() if losses else [])
-        norm_values = iter(_norm_summaries([r["norms"] for r in buffer if r.get("norms")]))
+        recs = [r for r in buffer if "loss" in r]
+        if recs:
+            self._columns(recs, out)
         for rec in buffer:
-            s = rec["step"]
             if "probe" in rec:
-                put("grads_not_cleared", s, rec["probe"])
-                continue
-            if "val" in rec:
+                put("grads_not_cleared", rec["step"], rec["probe"])
+            elif "val" in rec:
                 for k, v in rec["val"].items():
-                    put(f"val/{k}", s, v)
-                continue
-            loss = rec["loss"]
-            put("loss", s, next(loss_values) if isinstance(loss, Tensor) else loss)
-            for g, lr in enumerate(rec["lrs"]):
-                put(f"lr/{g}", s, lr)
-            put("skipped", s, 1.0 if rec["skipped"] else 0.0)
-            if "scale" in rec:
-                put("amp_scale", s, rec["scale"])
-            norms = rec["norms"]
-            total = float("nan")
-            if norms is not None:
-                values, total, bad = next(norm_values)
-                put("nonfinite_grads", s, bad)
-            given = rec["grad_norm"]
-            if given is not None:
-                total = float(given)
-                if norms is None:  # the stepper's norm stands for the per-parameter ones
-                    put("nonfinite_grads", s, 0.0 if math.isfinite(total) else 1.0)
-            if norms is not None or given is not None:
-                put("grad_norm", s, total)
-            if rec.get("detail"):
-                if norms is not None:
-                    put("grad_missing", s, float(len(names) - len(values)))
-                    for i, v in zip(norms[0], values, strict=False):
-                        put(f"grad_norm/{names[i]}", s, v)
-                if "ratio" in rec:
-                    idx, ratio = rec["ratio"]
-                    for i, v in zip(idx, ratio.tolist(), strict=False):
-                        put(f"update_ratio/{names[i]}", s, v)
+                    put(f"val/{k}", rec["step"], v)
         for tag, (steps, values) in out.items():
             have = self.log.series.setdefault(tag, ([], []))
             have[0].extend(steps)
@@ -492,6 +480,68 @@ class Monitor:
             if self._writer is not None:
                 self._write_tensorboard(rows)
         self._update_meta()
+
+    def _columns(
+        self, recs: list[dict[str, Any]], out: dict[str, tuple[list[int], list[float]]]
+    ) -> None:
+        """The step records' values, tag by tag (tensors converted in one batch per tag)."""
+        names = self.param_names
+        steps = [r["step"] for r in recs]
+        out.setdefault("loss", ([], []))
+        out["loss"][0].extend(steps)
+        out["loss"][1].extend(_floats([r["loss"] for r in recs]))
+        for g in range(max(len(r["lrs"]) for r in recs)):
+            lr_steps, lr_values = out.setdefault(f"lr/{g}", ([], []))
+            for r in recs:
+                if g < len(r["lrs"]):
+                    lr_steps.append(r["step"])
+                    lr_values.append(r["lrs"][g])
+        out.setdefault("skipped", ([], []))
+        out["skipped"][0].extend(steps)
+        out["skipped"][1].extend([1.0 if r["skipped"] else 0.0 for r in recs])
+        scaled = [r for r in recs if "scale" in r]
+        if scaled:
+            sc_steps, sc_values = out.setdefault("amp_scale", ([], []))
+            sc_steps.extend([r["step"] for r in scaled])
+            sc_values.extend([r["scale"] for r in scaled])
+        norm_values = iter(_norm_summaries([r["norms"] for r in recs if r["norms"]]))
+        given_values = iter(_floats([g for r in recs if (g := r["grad_norm"]) is not None]))
+        bad_steps, bad_values = out.setdefault("nonfinite_grads", ([], []))
+        gn_steps, gn_values = out.setdefault("grad_norm", ([], []))
+
+        def put(tag: str, step: int, value: float) -> None:
+            tag_steps, tag_values = out.setdefault(tag, ([], []))
+            tag_steps.append(step)
+            tag_values.append(value)
+
+        for rec in recs:
+            s = rec["step"]
+            norms = rec["norms"]
+            total = float("nan")
+            if norms:
+                values, total, bad = next(norm_values)
+                bad_steps.append(s)
+                bad_values.append(bad)
+            if rec["grad_norm"] is not None:
+                total = next(given_values)
+                if not norms:  # the stepper's norm stands for the per-parameter ones
+                    bad_steps.append(s)
+                    bad_values.append(0.0 if math.isfinite(total) else 1.0)
+            if norms or rec["grad_norm"] is not None:
+                gn_steps.append(s)
+                gn_values.append(total)
+            if rec.get("detail"):
+                if norms:
+                    put("grad_missing", s, float(len(names) - len(values)))
+                    for i, v in zip(norms[0], values, strict=False):
+                        put(f"grad_norm/{names[i]}", s, v)
+                if "ratio" in rec:
+                    idx, ratio = rec["ratio"]
+                    for i, v in zip(idx, ratio.tolist(), strict=False):
+                        put(f"update_ratio/{names[i]}", s, v)
+        for tag in ("nonfinite_grads", "grad_norm"):
+            if not out[tag][0]:
+                del out[tag]
 
     def _write_tensorboard(self, rows: list[tuple[int, str, float]]) -> None:
         """One event per step holding all of its scalars (what add_scalar writes one by one,
