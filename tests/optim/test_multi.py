@@ -15,7 +15,7 @@ from torch.optim import lr_scheduler as tls
 
 from optiwise import Stepper
 from optiwise.optim import Lion, Lookahead, state_bytes
-from optiwise.optim.multi import MultiOptimizer
+from optiwise.optim.multi import MultiOptimizer, split_param_groups
 from tests.optim.harness import random_batch, small_mlp
 
 
@@ -300,3 +300,15 @@ def test_pickles_deep_copies_and_wraps_in_lookahead() -> None:
     resumed.load_state_dict(state)
     train(b, resumed, range(3, 6))
     assert same(a, b)
+
+
+def test_split_param_groups_keeps_keys_and_splits_aligned_names() -> None:
+    a, b, c = (nn.Parameter(torch.zeros(n, 2)) for n in (1, 2, 3))
+    group = {"params": [a, b, c], "param_names": ["a", "b", "c"], "lr": 0.5}
+    first, rest = split_param_groups([group], lambda p: p.shape[0] != 2, "X")
+    assert first == [{"params": [a, c], "param_names": ["a", "c"], "lr": 0.5}]
+    assert rest == [{"params": [b], "param_names": ["b"], "lr": 0.5}]
+    # bare tensors are one group; a part with no tensor is left out
+    assert split_param_groups([a, c], lambda p: True, "X") == ([{"params": [a, c]}], [])
+    with pytest.raises(ValueError, match="X got an empty parameter list"):
+        split_param_groups([], lambda p: True, "X")

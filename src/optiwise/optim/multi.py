@@ -9,11 +9,45 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-__all__ = ["MultiOptimizer"]
+__all__ = ["MultiOptimizer", "split_param_groups"]
 
 #: The key of a param-group dict passed to :meth:`MultiOptimizer.add_param_group` that names
 #: the child optimizer to add it to.
 CHILD_KEY = "optimizer"
+
+
+def split_param_groups(
+    params: Any, which: Callable[[Tensor], bool], owner: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``params`` (tensors or param-group dicts) as (the groups of the tensors for which
+    ``which`` is true, the groups of the rest), for an optimizer built of two children.
+
+    Each group given is split in two, keeping its keys; ``param_names``, when it lists one
+    name per tensor, is split with the tensors.  A part with no tensor is left out.
+    """
+    items = list(params)
+    if not items:
+        raise ValueError(f"{owner} got an empty parameter list")
+    groups = items if isinstance(items[0], dict) else [{"params": items}]
+    first: list[dict[str, Any]] = []
+    rest: list[dict[str, Any]] = []
+    for group in groups:
+        raw = group["params"]
+        tensors = [raw] if isinstance(raw, Tensor) else list(raw)
+        names = group.get("param_names")
+        aligned = isinstance(names, list) and len(names) == len(tensors)
+        extra = {k: v for k, v in group.items() if k not in ("params", "param_names")}
+        if "param_names" in group and not aligned:
+            extra["param_names"] = names
+        for wanted, out in ((True, first), (False, rest)):
+            picked = [i for i, t in enumerate(tensors) if which(t) == wanted]
+            if not picked:
+                continue
+            part = {**extra, "params": [tensors[i] for i in picked]}
+            if aligned:
+                part["param_names"] = [names[i] for i in picked]  # type: ignore[index]
+            out.append(part)
+    return first, rest
 
 
 def _describe(p: Tensor) -> str:

@@ -11,7 +11,7 @@ from torch.optim import Optimizer
 
 from optiwise.optim import _dtensor
 from optiwise.optim._validation import validate_hparams
-from optiwise.optim.multi import MultiOptimizer
+from optiwise.optim.multi import MultiOptimizer, split_param_groups
 from optiwise.params import _EMBEDDING_TYPES, _WEIGHT_LAYER_TYPES, _owners
 
 __all__ = ["MuonAdamW", "hidden_matrices"]
@@ -141,17 +141,12 @@ class MuonAdamW(MultiOptimizer):
             )
         if hidden is not None and model is None:
             raise ValueError("hidden= needs model=: the rule is applied to the model's modules")
-        items = list(params)
-        if not items:
-            raise ValueError("MuonAdamW got an empty parameter list")
-        groups = items if isinstance(items[0], dict) else [{"params": items}]
         chosen = hidden_matrices(model, hidden) if model is not None else None
-        muon_groups: list[dict[str, Any]] = []
-        adamw_groups: list[dict[str, Any]] = []
-        for group in groups:
-            to_muon, to_adamw = self._split(group, chosen)
-            muon_groups += to_muon
-            adamw_groups += to_adamw
+        muon_groups, adamw_groups = split_param_groups(
+            params,
+            (lambda p: p.ndim == 2) if chosen is None else (lambda p: id(p) in chosen),
+            "MuonAdamW",
+        )
         children: dict[str, Optimizer] = {}
         if any(_dtensor.any_dtensor(g["params"]) for g in muon_groups):
             raise ValueError(
@@ -191,30 +186,3 @@ class MuonAdamW(MultiOptimizer):
             adjust_lr_fn=adjust_lr_fn,
             foreach=foreach,
         )
-
-    @staticmethod
-    def _split(
-        group: dict[str, Any], chosen: set[int] | None
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """``group`` as (its Muon part, its AdamW part), each a list of 0 or 1 groups."""
-        raw = group["params"]
-        params = [raw] if isinstance(raw, Tensor) else list(raw)
-        names = group.get("param_names")
-        aligned = isinstance(names, list) and len(names) == len(params)
-        extra = {k: v for k, v in group.items() if k not in ("params", "param_names")}
-        if "param_names" in group and not aligned:
-            extra["param_names"] = names
-        parts: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
-        for to_muon, out in ((True, parts[0]), (False, parts[1])):
-            picked = [
-                i
-                for i, p in enumerate(params)
-                if (p.ndim == 2 if chosen is None else id(p) in chosen) == to_muon
-            ]
-            if not picked:
-                continue
-            part = {**extra, "params": [params[i] for i in picked]}
-            if aligned:
-                part["param_names"] = [names[i] for i in picked]  # type: ignore[index]
-            out.append(part)
-        return parts

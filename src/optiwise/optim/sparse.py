@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from optiwise.optim._validation import validate_hparams
-from optiwise.optim.multi import MultiOptimizer
+from optiwise.optim.multi import MultiOptimizer, split_param_groups
 
 __all__ = ["SparseAdamAdamW", "sparse_tables"]
 
@@ -71,17 +71,10 @@ class SparseAdamAdamW(MultiOptimizer):
                 "SparseAdamAdamW needs model= to find the sparse embedding tables "
                 "(nn.Embedding/EmbeddingBag with sparse=True)"
             )
-        items = list(params)
-        if not items:
-            raise ValueError("SparseAdamAdamW got an empty parameter list")
-        groups = items if isinstance(items[0], dict) else [{"params": items}]
         sparse = sparse_tables(model)
-        sparse_groups: list[dict[str, Any]] = []
-        dense_groups: list[dict[str, Any]] = []
-        for group in groups:
-            to_sparse, to_dense = self._split(group, sparse)
-            sparse_groups += to_sparse
-            dense_groups += to_dense
+        sparse_groups, dense_groups = split_param_groups(
+            params, lambda p: id(p) in sparse, "SparseAdamAdamW"
+        )
         children: dict[str, Optimizer] = {}
         if sparse_groups:
             for g in sparse_groups:
@@ -95,24 +88,3 @@ class SparseAdamAdamW(MultiOptimizer):
             )
         super().__init__(children)
         self.defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
-
-    @staticmethod
-    def _split(
-        group: dict[str, Any], sparse: set[int]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """``group`` as (its sparse part, its dense part), each a list of 0 or 1 groups."""
-        raw = group["params"]
-        params = [raw] if isinstance(raw, Tensor) else list(raw)
-        names = group.get("param_names")
-        aligned = isinstance(names, list) and len(names) == len(params)
-        extra = {k: v for k, v in group.items() if k not in ("params", "param_names")}
-        parts: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
-        for to_sparse, out in ((True, parts[0]), (False, parts[1])):
-            picked = [i for i, p in enumerate(params) if (id(p) in sparse) == to_sparse]
-            if not picked:
-                continue
-            part = {**extra, "params": [params[i] for i in picked]}
-            if aligned:
-                part["param_names"] = [names[i] for i in picked]  # type: ignore[index]
-            out.append(part)
-        return parts
