@@ -387,7 +387,6 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from optiwise.audit.findings import Severity
     from optiwise.audit.runtime import (
         audit,
         optimizer_from_expression,
@@ -411,39 +410,51 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         family=args.family,
         total_steps=total_steps,
     )
-    failing = [f for f in findings if f.severity.at_least(Severity.MAJOR)]
     if args.format == "json":
-        print(json.dumps({"findings": [f.to_dict() for f in findings]}, indent=2))
-        return 1 if failing else 0
+        return _print_findings_json(findings)
     for f in findings:
         print(f"{f.severity.value:<8} {f.code} {f.name}: {f.message}")
         print(f"         fix: {f.fix}")
         print(f"         why: {f.why}")
-    counts = {s.value: sum(f.severity is s for f in findings) for s in Severity}
-    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    summary = _severity_counts(findings)
     print(f"{len(findings)} finding(s){': ' + summary if summary else ''}")
-    return 1 if failing else 0
+    return _findings_status(findings)
+
+
+def _findings_status(findings: list[Any]) -> int:
+    """The exit status of a list of findings: 1 when one is critical or major."""
+    from optiwise.audit.findings import Severity
+
+    return 1 if any(f.severity.at_least(Severity.MAJOR) for f in findings) else 0
+
+
+def _print_findings_json(findings: list[Any]) -> int:
+    print(json.dumps({"findings": [f.to_dict() for f in findings]}, indent=2))
+    return _findings_status(findings)
+
+
+def _severity_counts(findings: list[Any]) -> str:
+    """``"1 major, 2 medium"``: how many findings of each severity, worst first."""
+    from optiwise.audit.findings import Severity
+
+    counts = {s.value: sum(f.severity is s for f in findings) for s in Severity}
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n)
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    from optiwise.audit.findings import Severity
     from optiwise.monitor import diagnose
 
     findings = diagnose(args.log)
-    failing = [f for f in findings if f.severity.at_least(Severity.MAJOR)]
     if args.format == "json":
-        print(json.dumps({"findings": [f.to_dict() for f in findings]}, indent=2))
-        return 1 if failing else 0
+        return _print_findings_json(findings)
     for f in findings:
         print(f"{f.severity.value:<8} {f.code} {f.cause}: {f.message}")
         print(f"         fix: {f.fix}")
     if not findings:
         print("no finding: the run looks healthy")
     else:
-        counts = {s.value: sum(f.severity is s for f in findings) for s in Severity}
-        summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        print(f"{len(findings)} finding(s): {summary}")
-    return 1 if failing else 0
+        print(f"{len(findings)} finding(s): {_severity_counts(findings)}")
+    return _findings_status(findings)
 
 
 def _add_model_args(p: argparse.ArgumentParser, required: bool) -> None:

@@ -721,14 +721,7 @@ class _Builder(ast.NodeVisitor):
                 else:
                     self._visit_in(elt, target)
             return
-        if isinstance(target, ast.Subscript):
-            root = target.value
-            while isinstance(root, (ast.Subscript, ast.Attribute)):
-                root = root.value
-            if isinstance(root, ast.Name):
-                self.r.mutated.add(root.id)
-        if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
-            self.r.mutated_attrs.add((target.value.id, target.attr))
+        self._mark_mutated(target)
         if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
             fscope = self.scope
             cls = self.r.enclosing_class(fscope)
@@ -745,16 +738,20 @@ class _Builder(ast.NodeVisitor):
         elif target is not None:
             self._visit_in(target, node)
 
-    def visit_AugAssign(self, node: ast.AugAssign) -> None:
-        t = node.target
-        if isinstance(t, ast.Subscript):
-            root = t.value
+    def _mark_mutated(self, target: ast.expr) -> None:
+        """Record the name a subscript store changes (``cfg["lr"] = ...`` mutates ``cfg``)
+        and the attribute an attribute store changes (``args.lr = ...``)."""
+        if isinstance(target, ast.Subscript):
+            root = target.value
             while isinstance(root, (ast.Subscript, ast.Attribute)):
                 root = root.value
             if isinstance(root, ast.Name):
                 self.r.mutated.add(root.id)
-        if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name):
-            self.r.mutated_attrs.add((t.value.id, t.attr))
+        if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+            self.r.mutated_attrs.add((target.value.id, target.attr))
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self._mark_mutated(node.target)
         self._children(node)
 
     def visit_Assign(self, node: ast.Assign) -> None:
